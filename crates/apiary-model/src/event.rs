@@ -1,0 +1,471 @@
+//! Events: the wire form sensors send and the validated form storage keeps.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::time;
+
+/// Largest payload one event may carry, in raw bytes (the hex is twice this).
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+/// Longest accepted service name.
+pub const MAX_SERVICE_LEN: usize = 64;
+const MAX_ID_LEN: usize = 128;
+const MAX_SESSION_LEN: usize = 64;
+/// Events dated before 2000 or more than a day ahead are sensor clock faults.
+const MIN_TS_MS: i64 = 946_684_800_000;
+const MAX_FUTURE_MS: i64 = time::MS_PER_DAY;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Protocol::Tcp),
+            1 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// What happened on a connection, in HoneyDB's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventKind {
+    /// A TCP connection was accepted (no payload).
+    Connect,
+    /// Bytes received from the remote host.
+    Rx,
+    /// Bytes the sensor sent back.
+    Tx,
+    /// A fact the sensor extracted, such as a username and password tried.
+    Info,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Connect => "CONNECT",
+            EventKind::Rx => "RX",
+            EventKind::Tx => "TX",
+            EventKind::Info => "INFO",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        [EventKind::Connect, EventKind::Rx, EventKind::Tx, EventKind::Info].get(usize::from(code)).copied()
+    }
+}
+
+/// A validated event, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Sensor-assigned id; together with the node and the account it makes a
+    /// retried delivery recognisable, so ingest is idempotent.
+    pub id: String,
+    /// The sensor's node id: 32 lowercase hex digits.
+    pub node: String,
+    /// The connection's session id (a UUID as the sensor wrote it).
+    pub session: String,
+    /// When it happened, UTC epoch milliseconds.
+    pub ts_ms: i64,
+    pub protocol: Protocol,
+    pub kind: EventKind,
+    pub service: String,
+    pub local_host: IpAddr,
+    pub local_port: u16,
+    pub remote_host: IpAddr,
+    pub remote_port: u16,
+    /// The payload as raw bytes; the wire carries it as hex.
+    pub data: Vec<u8>,
+}
+
+impl Event {
+    /// The payload as lowercase hex, as HoneyDB serves it in `data`.
+    pub fn data_hex(&self) -> String {
+        hex::encode(&self.data)
+    }
+
+    /// HoneyDB's `data_hash`: the MD5 of the hex string.
+    pub fn data_hash(&self) -> String {
+        md5_hex(self.data_hex().as_bytes())
+    }
+
+    /// The wire form, with the derived `bytes` and `data_hash` filled in.
+    pub fn to_wire(&self) -> WireEvent {
+        let (date, time, millisecond) = time::date_parts(self.ts_ms);
+        let data = self.data_hex();
+        WireEvent {
+            id: Some(Flex::Str(self.id.clone())),
+            node: Some(Flex::Str(self.node.clone())),
+            session: Some(Flex::Str(self.session.clone())),
+            date: Some(date),
+            time: Some(time),
+            millisecond: Some(Flex::Str(millisecond)),
+            date_time: None,
+            protocol: Some(self.protocol.as_str().to_owned()),
+            event: Some(self.kind.as_str().to_owned()),
+            service: Some(self.service.clone()),
+            local_host: Some(self.local_host.to_string()),
+            local_port: Some(Flex::Num(i64::from(self.local_port))),
+            remote_host: Some(self.remote_host.to_string()),
+            remote_port: Some(Flex::Num(i64::from(self.remote_port))),
+            bytes: Some(Flex::Num(data.len() as i64)),
+            data_hash: Some(md5_hex(data.as_bytes())),
+            data: Some(data),
+        }
+    }
+}
+
+/// MD5 of `bytes` as 32 lowercase hex digits.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex::encode(Md5::digest(bytes))
+}
+
+/// A JSON value that HoneyDB sends as a string in some places and producers
+/// send as a number in others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Flex {
+    Str(String),
+    Num(i64),
+}
+
+impl Flex {
+    fn as_integer(&self) -> Option<i64> {
+        match self {
+            Flex::Num(n) => Some(*n),
+            Flex::Str(s) => s.trim().parse().ok(),
+        }
+    }
+
+    fn as_text(&self) -> String {
+        match self {
+            Flex::Str(s) => s.clone(),
+            Flex::Num(n) => n.to_string(),
+        }
+    }
+}
+
+/// An event as it travels between sensor and server: every field optional and
+/// numbers accepted as strings, so that validation can name exactly what is
+/// wrong instead of failing the whole batch on a type error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millisecond: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Flex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_hash: Option<String>,
+}
+
+/// Why an event was refused. The message names the field and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}`: {problem}")]
+    Invalid { field: &'static str, problem: String },
+    #[error("not a JSON event object: {0}")]
+    Json(String),
+}
+
+fn invalid(field: &'static str, problem: impl fmt::Display) -> EventError {
+    EventError::Invalid { field, problem: problem.to_string() }
+}
+
+impl WireEvent {
+    /// Checks every field and produces the event storage accepts.
+    ///
+    /// `now_ms` bounds how far in the future a sensor clock may be.
+    pub fn validate(&self, now_ms: i64) -> Result<Event, EventError> {
+        let id = self.id.as_ref().ok_or(EventError::Missing("id"))?.as_text();
+        if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("id", format!("must be 1 to {MAX_ID_LEN} printable ASCII characters")));
+        }
+        let node = self.node.as_ref().ok_or(EventError::Missing("node"))?.as_text().to_ascii_lowercase();
+        if node.len() != 32 || !node.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("node", "must be 32 hex digits"));
+        }
+        let session = self.session.as_ref().ok_or(EventError::Missing("session"))?.as_text();
+        if session.is_empty()
+            || session.len() > MAX_SESSION_LEN
+            || !session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(invalid("session", "must be a UUID (hex digits and dashes)"));
+        }
+        let ts_ms = self.timestamp()?;
+        if !(MIN_TS_MS..=now_ms + MAX_FUTURE_MS).contains(&ts_ms) {
+            return Err(invalid("date", "outside 2000-01-01 .. tomorrow"));
+        }
+        let protocol = match self.protocol.as_deref().ok_or(EventError::Missing("protocol"))? {
+            p if p.eq_ignore_ascii_case("tcp") => Protocol::Tcp,
+            p if p.eq_ignore_ascii_case("udp") => Protocol::Udp,
+            other => return Err(invalid("protocol", format!("{other:?} is not TCP or UDP"))),
+        };
+        let kind = match self.event.as_deref().ok_or(EventError::Missing("event"))? {
+            k if k.eq_ignore_ascii_case("connect") => EventKind::Connect,
+            k if k.eq_ignore_ascii_case("rx") => EventKind::Rx,
+            k if k.eq_ignore_ascii_case("tx") => EventKind::Tx,
+            k if k.eq_ignore_ascii_case("info") => EventKind::Info,
+            other => return Err(invalid("event", format!("{other:?} is not CONNECT, RX, TX or INFO"))),
+        };
+        if kind == EventKind::Connect && protocol == Protocol::Udp {
+            return Err(invalid("event", "CONNECT events are TCP only"));
+        }
+        let service = self.service.clone().ok_or(EventError::Missing("service"))?;
+        if service.is_empty()
+            || service.len() > MAX_SERVICE_LEN
+            || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(invalid("service", format!("must be 1 to {MAX_SERVICE_LEN} letters, digits, '.', '_' or '-'")));
+        }
+        let remote_host =
+            parse_ip("remote_host", self.remote_host.as_deref().ok_or(EventError::Missing("remote_host"))?)?;
+        let local_host = match self.local_host.as_deref() {
+            Some(s) if !s.is_empty() => parse_ip("local_host", s)?,
+            _ => IpAddr::from([0, 0, 0, 0]),
+        };
+        let remote_port = parse_port("remote_port", self.remote_port.as_ref())?;
+        let local_port = parse_port("local_port", self.local_port.as_ref())?;
+        let hex_text = self.data.as_deref().unwrap_or("");
+        if hex_text.len() > MAX_DATA_BYTES * 2 {
+            return Err(invalid("data", format!("payload over {MAX_DATA_BYTES} bytes")));
+        }
+        let data = hex::decode(hex_text).map_err(|e| invalid("data", format!("not hex: {e}")))?;
+        if kind == EventKind::Connect && !data.is_empty() {
+            return Err(invalid("data", "CONNECT events carry no payload"));
+        }
+        if let Some(bytes) = &self.bytes {
+            if bytes.as_integer() != Some(hex_text.len() as i64) {
+                return Err(invalid("bytes", format!("must equal the hex length {}", hex_text.len())));
+            }
+        }
+        if let Some(hash) = &self.data_hash {
+            let sent = md5_hex(hex_text.as_bytes());
+            if !hash.eq_ignore_ascii_case(&sent)
+                && !hash.eq_ignore_ascii_case(&md5_hex(hex_text.to_ascii_lowercase().as_bytes()))
+            {
+                return Err(invalid("data_hash", "is not the MD5 of the hex data"));
+            }
+        }
+        Ok(Event {
+            id,
+            node,
+            session,
+            ts_ms,
+            protocol,
+            kind,
+            service,
+            local_host,
+            local_port,
+            remote_host,
+            remote_port,
+            data,
+        })
+    }
+
+    fn timestamp(&self) -> Result<i64, EventError> {
+        if let (Some(date), Some(time)) = (&self.date, &self.time) {
+            let ms = match &self.millisecond {
+                None => 0,
+                Some(m) => m
+                    .as_integer()
+                    .filter(|m| (0..1000).contains(m))
+                    .ok_or_else(|| invalid("millisecond", "must be 0..999"))?,
+            };
+            return parse_date_time(date, time)
+                .map(|t| t + ms)
+                .ok_or_else(|| invalid("date", "expected date YYYY-MM-DD and time HH:MM:SS"));
+        }
+        if let Some(dt) = &self.date_time {
+            let (date, rest) =
+                dt.split_once(' ').ok_or_else(|| invalid("date_time", "expected YYYY-MM-DD HH:MM:SS.mmm"))?;
+            let (time, ms) = rest.split_once('.').unwrap_or((rest, "0"));
+            let ms: i64 = ms
+                .parse()
+                .ok()
+                .filter(|m| (0..1000).contains(m))
+                .ok_or_else(|| invalid("date_time", "bad milliseconds"))?;
+            return parse_date_time(date, time)
+                .map(|t| t + ms)
+                .ok_or_else(|| invalid("date_time", "expected YYYY-MM-DD HH:MM:SS.mmm"));
+        }
+        Err(EventError::Missing("date"))
+    }
+}
+
+/// Parses `YYYY-MM-DD` and `HH:MM:SS` into epoch milliseconds, by hand: this
+/// runs once per ingested event.
+fn parse_date_time(date: &str, time: &str) -> Option<i64> {
+    let d = date.as_bytes();
+    let t = time.as_bytes();
+    if d.len() != 10 || d[4] != b'-' || d[7] != b'-' || t.len() != 8 || t[2] != b':' || t[5] != b':' {
+        return None;
+    }
+    let num = |s: &[u8]| -> Option<u32> {
+        s.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
+    };
+    let (y, mo, da) = (num(&d[0..4])?, num(&d[5..7])?, num(&d[8..10])?);
+    let (h, mi, s) = (num(&t[0..2])?, num(&t[3..5])?, num(&t[6..8])?);
+    if h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let day = chrono::NaiveDate::from_ymd_opt(y as i32, mo, da)?;
+    let secs = day.and_hms_opt(h, mi, s)?.and_utc().timestamp();
+    Some(secs * 1000)
+}
+
+fn parse_ip(field: &'static str, s: &str) -> Result<IpAddr, EventError> {
+    let ip: IpAddr = s.trim().parse().map_err(|_| invalid(field, format!("{s:?} is not an IP address")))?;
+    Ok(canonical_ip(ip))
+}
+
+/// IPv4-mapped IPv6 addresses (what a dual-stack socket reports) become IPv4,
+/// so one attacker is one host whatever socket saw it.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn parse_port(field: &'static str, v: Option<&Flex>) -> Result<u16, EventError> {
+    match v {
+        None => Ok(0),
+        Some(f) => f
+            .as_integer()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| invalid(field, "must be a port number 0..65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> WireEvent {
+        serde_json::from_str(
+            r#"{"id":"e1","node":"3386e49be694e179a429344f745703d6","session":"0f0e6d5c-1111-4aaa-8bbb-123456789abc",
+            "date":"2026-11-26","time":"10:11:12","millisecond":"345","protocol":"TCP","event":"RX","service":"SSH",
+            "local_host":"10.0.0.1","local_port":"22","remote_host":"::ffff:1.2.3.4","remote_port":40000,"data":"5353482d"}"#,
+        )
+        .unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn valid_event_round_trips() {
+        let e = sample().validate(NOW).unwrap();
+        assert_eq!(e.remote_host.to_string(), "1.2.3.4");
+        assert_eq!(e.data, b"SSH-");
+        assert_eq!(e.ts_ms % 1000, 345);
+        let w = e.to_wire();
+        assert_eq!(w.bytes, Some(Flex::Num(8)));
+        assert_eq!(w.validate(NOW).unwrap(), e);
+    }
+
+    #[test]
+    fn rejects_with_field_names() {
+        let mut w = sample();
+        w.data = Some("zz".into());
+        assert!(w.validate(NOW).unwrap_err().to_string().contains("`data`"));
+        let mut w = sample();
+        w.remote_host = Some("not-an-ip".into());
+        assert!(w.validate(NOW).unwrap_err().to_string().contains("remote_host"));
+        let mut w = sample();
+        w.event = Some("CONNECT".into());
+        assert!(w.validate(NOW).unwrap_err().to_string().contains("no payload"));
+        let mut w = sample();
+        w.data_hash = Some("00".repeat(16));
+        assert!(w.validate(NOW).is_err());
+        let mut w = sample();
+        w.time = Some("24:00:00".into());
+        assert!(w.validate(NOW).is_err());
+        let mut w = sample();
+        w.service = Some("bad service".into());
+        assert!(w.validate(NOW).is_err());
+    }
+
+    #[test]
+    fn accepts_date_time_form() {
+        let mut w = sample();
+        w.date = None;
+        w.time = None;
+        w.millisecond = None;
+        w.date_time = Some("2026-11-26 10:11:12.345".into());
+        assert_eq!(w.validate(NOW).unwrap(), sample().validate(NOW).unwrap());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_payload_round_trips(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512), ms in 0i64..1000) {
+            let mut w = sample();
+            w.data = Some(hex::encode(&data));
+            w.millisecond = Some(Flex::Num(ms));
+            let e = w.validate(NOW).unwrap();
+            proptest::prop_assert_eq!(&e.data, &data);
+            proptest::prop_assert_eq!(e.to_wire().validate(NOW).unwrap(), e);
+        }
+
+        #[test]
+        fn never_panics_on_strings(s in ".{0,40}") {
+            let mut w = sample();
+            w.date = Some(s.clone());
+            w.remote_host = Some(s.clone());
+            let _ = w.validate(NOW);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Parsing an ingest body: a JSON array of events or NDJSON, one per line.
+//!
+//! A batch is never rejected whole for one bad event: each element is parsed
+//! and validated on its own and refused by index, so the good ones are kept.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::event::{Event, EventError, WireEvent};
+
+/// One refused event: its position in the batch and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedEvent {
+    pub index: usize,
+    pub error: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ParsedBatch {
+    /// Valid events with their index in the batch.
+    pub events: Vec<(usize, Event)>,
+    pub rejected: Vec<RejectedEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("body is not a JSON array of events: {0}")]
+    NotArray(String),
+    #[error("batch holds {count} events, more than the limit of {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error("body is not UTF-8")]
+    NotUtf8,
+}
+
+/// Parses and validates a batch. The body is a JSON array when its first
+/// non-blank byte is `[`, NDJSON otherwise (blank lines are skipped and do not
+/// count as events).
+pub fn parse_batch(body: &[u8], max_events: usize, now_ms: i64) -> Result<ParsedBatch, BatchError> {
+    let text = std::str::from_utf8(body).map_err(|_| BatchError::NotUtf8)?;
+    let trimmed = text.trim_start();
+    let mut batch = ParsedBatch::default();
+    let mut add = |index: usize, raw: &str| {
+        let result = serde_json::from_str::<WireEvent>(raw)
+            .map_err(|e| EventError::Json(e.to_string()))
+            .and_then(|w| w.validate(now_ms));
+        match result {
+            Ok(event) => batch.events.push((index, event)),
+            Err(e) => batch.rejected.push(RejectedEvent { index, error: e.to_string() }),
+        }
+    };
+    if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| BatchError::NotArray(e.to_string()))?;
+        if items.len() > max_events {
+            return Err(BatchError::TooMany { count: items.len(), limit: max_events });
+        }
+        for (index, raw) in items.iter().enumerate() {
+            add(index, raw.get());
+        }
+    } else {
+        let lines: Vec<&str> = trimmed.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.len() > max_events {
+            return Err(BatchError::TooMany { count: lines.len(), limit: max_events });
+        }
+        for (index, line) in lines.into_iter().enumerate() {
+            add(index, line);
+        }
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","node":"3386e49be694e179a429344f745703d6","session":"s-1","date":"2026-11-26","time":"10:11:12","millisecond":"1","protocol":"TCP","event":"CONNECT","service":"SSH","remote_host":"1.2.3.4","remote_port":"1"}}"#
+        )
+    }
+
+    #[test]
+    fn array_and_ndjson_agree() {
+        let now = 1_800_000_000_000;
+        let arr = format!("[{},{}]", line("a"), line("b"));
+        let nd = format!("{}\n\n{}\n", line("a"), line("b"));
+        let a = parse_batch(arr.as_bytes(), 10, now).unwrap();
+        let n = parse_batch(nd.as_bytes(), 10, now).unwrap();
+        assert_eq!(a.events.len(), 2);
+        assert_eq!(a.events, n.events);
+    }
+
+    #[test]
+    fn bad_element_is_reported_by_index() {
+        let body = format!("[{}, 17, {}]", line("a"), line("c"));
+        let b = parse_batch(body.as_bytes(), 10, 1_800_000_000_000).unwrap();
+        assert_eq!(b.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(b.rejected[0].index, 1);
+    }
+
+    #[test]
+    fn limits_and_garbage() {
+        let body = format!("[{},{}]", line("a"), line("b"));
+        assert!(matches!(parse_batch(body.as_bytes(), 1, 0), Err(BatchError::TooMany { .. })));
+        assert!(matches!(parse_batch(b"[1,", 1, 0), Err(BatchError::NotArray(_))));
+        assert!(matches!(parse_batch(&[0xff, 0xfe], 1, 0), Err(BatchError::NotUtf8)));
+    }
+}

@@ -1,0 +1,106 @@
+//! Calendar helpers on UTC epoch milliseconds.
+//!
+//! Storage keys rollups by day and hour numbers (days or hours since the Unix
+//! epoch) because integers index and compare faster than date strings.
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+
+pub const MS_PER_HOUR: i64 = 3_600_000;
+pub const MS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 for a UTC epoch-milliseconds instant.
+pub fn day_number(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(MS_PER_DAY)
+}
+
+/// Hours since the epoch for a UTC epoch-milliseconds instant.
+pub fn hour_number(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(MS_PER_HOUR)
+}
+
+/// Month number (`year * 12 + month0`) for a UTC epoch-milliseconds instant.
+pub fn month_number(ts_ms: i64) -> i64 {
+    let dt = to_datetime(ts_ms);
+    month_key(dt.year(), dt.month())
+}
+
+/// Month number for a calendar year and month (1-based).
+pub fn month_key(year: i32, month: u32) -> i64 {
+    i64::from(year) * 12 + i64::from(month) - 1
+}
+
+/// The inverse of [`month_key`]: `(year, month)` with `month` 1-based.
+pub fn month_from_key(key: i64) -> (i32, u32) {
+    (key.div_euclid(12) as i32, key.rem_euclid(12) as u32 + 1)
+}
+
+pub fn to_datetime(ts_ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ts_ms).unwrap_or_default()
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn day_string(day: i64) -> String {
+    to_datetime(day * MS_PER_DAY).format("%Y-%m-%d").to_string()
+}
+
+/// Parses `YYYY-MM-DD` strictly into a day number.
+pub fn parse_day(s: &str) -> Option<i64> {
+    if s.len() != 10 {
+        return None;
+    }
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let dt = date.and_hms_opt(0, 0, 0)?.and_utc();
+    Some(day_number(dt.timestamp_millis()))
+}
+
+/// The HoneyDB date parts of an instant: `YYYY-MM-DD`, `HH:MM:SS`, `mmm`.
+pub fn date_parts(ts_ms: i64) -> (String, String, String) {
+    let dt = to_datetime(ts_ms);
+    (
+        dt.format("%Y-%m-%d").to_string(),
+        format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second()),
+        format!("{:03}", ts_ms.rem_euclid(1000)),
+    )
+}
+
+/// Milliseconds from `now_ms` to the first instant of the next UTC month.
+pub fn ms_until_next_month(now_ms: i64) -> i64 {
+    let dt = to_datetime(now_ms);
+    let (y, m) = if dt.month() == 12 { (dt.year() + 1, 1) } else { (dt.year(), dt.month() + 1) };
+    let next = NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc().timestamp_millis())
+        .unwrap_or(now_ms);
+    next - now_ms
+}
+
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_round_trip() {
+        let d = parse_day("2026-11-26").unwrap();
+        assert_eq!(day_string(d), "2026-11-26");
+        assert_eq!(parse_day("2026-13-01"), None);
+        assert_eq!(parse_day("2026-1-01"), None);
+    }
+
+    #[test]
+    fn month_keys() {
+        let k = month_key(2026, 11);
+        assert_eq!(month_from_key(k), (2026, 11));
+        assert_eq!(month_from_key(month_key(2026, 12) + 1), (2027, 1));
+    }
+
+    #[test]
+    fn next_month() {
+        let ts =
+            NaiveDate::from_ymd_opt(2026, 12, 31).unwrap().and_hms_opt(23, 59, 0).unwrap().and_utc().timestamp_millis();
+        assert_eq!(ms_until_next_month(ts), 60_000);
+    }
+}
