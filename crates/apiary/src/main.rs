@@ -1,1 +1,42 @@
-fn main() {}
+//! `apiary`: the one binary. Each subcommand lives in [`commands`]; this
+//! file only parses the command line and sets up logging.
+
+mod cli;
+mod commands;
+mod config;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let settings = match config::Settings::load(&cli.global) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("apiary: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    match commands::run(cli.command, settings) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("apiary: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &config::Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("APIARY_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if settings.log_format == config::LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,96 @@
+//! Authentication, key kinds and quota (spec §1–§2), as one middleware.
+//!
+//! Order matters: credentials first (401), then the key kind the route needs
+//! (403), then quota (429, not counted), and only then the handler. Every
+//! authenticated answer, errors included, carries the usage headers.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use apiary_model::time::{ms_until_next_month, now_ms};
+use apiary_store::{Account, KeyKind, QuotaDecision};
+
+use crate::{ApiError, AppState};
+
+/// The authenticated caller, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub account: Account,
+}
+
+const API_ID: &str = "x-honeydb-apiid";
+const API_KEY: &str = "x-honeydb-apikey";
+
+fn credential(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty() && value.len() <= 256).then(|| value.to_owned())
+}
+
+/// Which key a route needs: the sensor key for submitting events, the
+/// threat-information key for everything else.
+fn required_kind(path: &str) -> KeyKind {
+    if path == "/sensor" || path.starts_with("/sensor/") {
+        KeyKind::Sensor
+    } else {
+        KeyKind::Threat
+    }
+}
+
+fn usage_headers(headers: &mut HeaderMap, decision: QuotaDecision) {
+    let (used, remaining) = match decision {
+        QuotaDecision::Allowed { used, remaining } => (used, remaining),
+        QuotaDecision::Refused { used, .. } => (used, Some(0)),
+    };
+    headers.insert("honeydb-qpm-consumed", HeaderValue::from(used));
+    headers.insert(
+        "honeydb-qpm-remaining",
+        match remaining {
+            Some(r) => HeaderValue::from(r),
+            None => HeaderValue::from_static("unlimited"),
+        },
+    );
+    headers.insert("honeydb-quota-window", HeaderValue::from_static("month"));
+}
+
+pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (Some(api_id), Some(key)) = (credential(req.headers(), API_ID), credential(req.headers(), API_KEY)) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let found = match state.with_store(move |s| s.authenticate(&api_id, &key)).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    let Some((account, kind)) = found else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let path = req.uri().path().to_owned();
+    let needed = required_kind(&path);
+    let group = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let counted = needed == KeyKind::Threat && !state.config.uncounted.iter().any(|g| g == group);
+    let now = now_ms();
+    let acct = account.clone();
+    let decision = match state
+        .with_store(move |s| if counted { s.consume_quota(&acct, now) } else { s.peek_quota(&acct, now) })
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let mut response = if kind != needed {
+        ApiError::Forbidden(match needed {
+            KeyKind::Sensor => "This endpoint takes the sensor key, not the threat-information key".into(),
+            KeyKind::Threat => "A sensor key cannot read the threat API; use the threat-information key".into(),
+        })
+        .into_response()
+    } else if let QuotaDecision::Refused { limit, .. } = decision {
+        let retry_after_secs = (ms_until_next_month(now) as u64).div_ceil(1000).max(1);
+        ApiError::QuotaExceeded { limit, retry_after_secs }.into_response()
+    } else {
+        req.extensions_mut().insert(Caller { account });
+        next.run(req).await
+    };
+    usage_headers(response.headers_mut(), decision);
+    response
+}

@@ -1,0 +1,467 @@
+//! The embedded engine: one SQLite database file in the data directory.
+//!
+//! Writes go through one writer thread ([`writer`]); reads use a small pool
+//! of connections, which WAL mode lets run beside the writer without
+//! blocking it. Durability: a commit in WAL mode with `synchronous=NORMAL`
+//! has reached the operating system before the call returns, so it survives
+//! the process being killed (`kill -9`); surviving power loss as well needs
+//! `synchronous=FULL` ([`SqliteOptions::fsync`]).
+
+mod pool;
+mod schema;
+mod writer;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use apiary_model::time::{hour_number, month_number};
+use apiary_model::{Event, EventKind, Protocol};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::accounts::{generate_credentials, generate_key, hash_key, key_matches, Credentials, KeyKind};
+use crate::quota::{QuotaBook, QuotaDecision};
+use crate::types::*;
+use crate::{Result, Store, StoreError};
+use pool::Pool;
+use writer::{IngestJob, Job};
+
+/// Tuning of the embedded engine.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL`: each commit is fsynced (survives power loss).
+    pub fsync: bool,
+    /// Page cache of each connection, in MiB.
+    pub cache_mib: u32,
+    /// How many batches may wait for the writer before ingest pushes back.
+    pub write_queue: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { fsync: false, cache_mib: 64, write_queue: 64 }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: Pool,
+    writer: Mutex<Option<SyncSender<Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    quota: QuotaBook,
+}
+
+const DB_FILE: &str = "apiary.db";
+
+fn open_connection(path: &Path, opts: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if opts.fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "cache_size", -(i64::from(opts.cache_mib) * 1024))?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrating its
+    /// schema to this build's version.
+    pub fn open(data_dir: &Path, opts: SqliteOptions) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = open_connection(&path, &opts)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let thread = std::thread::Builder::new()
+            .name("apiary-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
+        let reader_opts = SqliteOptions { cache_mib: opts.cache_mib.min(16), ..opts };
+        let reader_path = path.clone();
+        Ok(SqliteStore {
+            readers: Pool::new(16, move || {
+                let c = open_connection(&reader_path, &reader_opts)?;
+                c.pragma_update(None, "query_only", true)?;
+                Ok(c)
+            }),
+            path,
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
+            quota: QuotaBook::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sender(&self) -> Result<SyncSender<Job>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Closed)
+    }
+
+    fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        writer::call(&self.sender()?, f)
+    }
+
+    /// Flushes and stops the writer, waiting for queued work to finish.
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    fn account_by_api_id(&self, conn: &Connection, api_id: &str) -> Result<Option<AccountWithKeys>> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT id, api_id, name, monthly_quota, role, disabled, created_ms, threat_key_hash, sensor_key_hash
+                 FROM accounts WHERE api_id = ?1",
+            )?
+            .query_row([api_id], |r| Ok((account_from_row(r)?, r.get(7)?, r.get(8)?)))
+            .optional()?)
+    }
+}
+
+/// An account with the hashes of its two keys, for authentication only.
+type AccountWithKeys = (Account, Vec<u8>, Vec<u8>);
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
+    let role: String = r.get(4)?;
+    Ok(Account {
+        id: r.get(0)?,
+        api_id: r.get(1)?,
+        name: r.get(2)?,
+        monthly_quota: r.get::<_, Option<i64>>(3)?.map(|q| q.max(0) as u64),
+        role: Role::parse(&role).unwrap_or(Role::Community),
+        disabled: r.get(5)?,
+        created_ms: r.get(6)?,
+    })
+}
+
+fn service_rows(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<ServiceCount>> {
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st.query_map(p, |r| Ok(ServiceCount { service: r.get(0)?, count: r.get::<_, i64>(1)? as u64 }))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+impl Store for SqliteStore {
+    fn create_account(&self, new: &NewAccount) -> Result<(Account, Credentials)> {
+        let creds = generate_credentials();
+        let new = new.clone();
+        let c = creds.clone();
+        let account = self.write(move |conn| {
+            let now = apiary_model::time::now_ms();
+            conn.execute(
+                "INSERT INTO accounts (api_id, name, threat_key_hash, sensor_key_hash, monthly_quota, role, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    c.api_id,
+                    new.name,
+                    &hash_key(&c.threat_key)[..],
+                    &hash_key(&c.sensor_key)[..],
+                    new.monthly_quota.map(|q| q.min(i64::MAX as u64) as i64),
+                    new.role.as_str(),
+                    now
+                ],
+            )?;
+            Ok(Account {
+                id: conn.last_insert_rowid(),
+                api_id: c.api_id,
+                name: new.name,
+                monthly_quota: new.monthly_quota,
+                role: new.role,
+                disabled: false,
+                created_ms: now,
+            })
+        })?;
+        Ok((account, creds))
+    }
+
+    fn list_accounts(&self) -> Result<Vec<Account>> {
+        let conn = self.readers.get()?;
+        let mut st = conn.prepare_cached(
+            "SELECT id, api_id, name, monthly_quota, role, disabled, created_ms FROM accounts ORDER BY id",
+        )?;
+        let rows = st.query_map([], account_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_disabled(&self, api_id: &str, disabled: bool) -> Result<Account> {
+        let id = api_id.to_owned();
+        let n = self.write(move |conn| {
+            Ok(conn.execute("UPDATE accounts SET disabled = ?1 WHERE api_id = ?2", params![disabled, id])?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(api_id.to_owned()));
+        }
+        let conn = self.readers.get()?;
+        self.account_by_api_id(&conn, api_id)?.map(|a| a.0).ok_or_else(|| StoreError::NoSuchAccount(api_id.into()))
+    }
+
+    fn rotate_key(&self, api_id: &str, kind: KeyKind) -> Result<String> {
+        let key = generate_key();
+        let hash = hash_key(&key);
+        let id = api_id.to_owned();
+        let column = match kind {
+            KeyKind::Threat => "threat_key_hash",
+            KeyKind::Sensor => "sensor_key_hash",
+        };
+        let n = self.write(move |conn| {
+            Ok(conn.execute(&format!("UPDATE accounts SET {column} = ?1 WHERE api_id = ?2"), params![&hash[..], id])?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(api_id.to_owned()));
+        }
+        Ok(key)
+    }
+
+    fn authenticate(&self, api_id: &str, key: &str) -> Result<Option<(Account, KeyKind)>> {
+        let conn = self.readers.get()?;
+        let Some((account, threat_hash, sensor_hash)) = self.account_by_api_id(&conn, api_id)? else {
+            return Ok(None);
+        };
+        if account.disabled {
+            return Ok(None);
+        }
+        // Both comparisons always run, so timing does not reveal which matched.
+        let threat = key_matches(key, &threat_hash);
+        let sensor = key_matches(key, &sensor_hash);
+        Ok(match (threat, sensor) {
+            (true, _) => Some((account, KeyKind::Threat)),
+            (false, true) => Some((account, KeyKind::Sensor)),
+            _ => None,
+        })
+    }
+
+    fn consume_quota(&self, account: &Account, now_ms: i64) -> Result<QuotaDecision> {
+        let month = month_number(now_ms);
+        self.quota.consume(account.id, month, account.monthly_quota, true, || {
+            writer::load_quota(&*self.readers.get()?, account.id, month)
+        })
+    }
+
+    fn peek_quota(&self, account: &Account, now_ms: i64) -> Result<QuotaDecision> {
+        let month = month_number(now_ms);
+        self.quota.consume(account.id, month, account.monthly_quota, false, || {
+            writer::load_quota(&*self.readers.get()?, account.id, month)
+        })
+    }
+
+    fn ingest(&self, owner: AccountId, peer: Option<IpAddr>, events: Vec<Event>) -> Result<IngestOutcome> {
+        if events.is_empty() {
+            return Ok(IngestOutcome::default());
+        }
+        let (reply, rx) = mpsc::sync_channel(1);
+        let job = IngestJob { owner, peer, events, now_ms: apiary_model::time::now_ms(), reply };
+        self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn bad_hosts(&self, filter: &HostFilter, since_ms: i64) -> Result<Vec<BadHost>> {
+        let conn = self.readers.get()?;
+        let hour = hour_number(since_ms);
+        let map = |r: &Row| Ok(BadHost { host: r.get(0)?, count: r.get::<_, i64>(1)? as u64, last_ms: r.get(2)? });
+        const TAIL: &str = "GROUP BY host ORDER BY 2 DESC, host";
+        let rows: Vec<BadHost> = match (&filter.service, filter.owner) {
+            (None, None) => {
+                let mut st = conn.prepare_cached(&format!(
+                    "SELECT host, sum(count), max(last_ms) FROM host_hour_all WHERE hour >= ?1 {TAIL}"
+                ))?;
+                let rows = st.query_map([hour], map)?.collect::<rusqlite::Result<_>>()?;
+                rows
+            }
+            (None, Some(owner)) => {
+                let mut st = conn.prepare_cached(&format!(
+                    "SELECT host, sum(count), max(last_ms) FROM host_hour WHERE owner = ?1 AND hour >= ?2 {TAIL}"
+                ))?;
+                let rows = st.query_map(params![owner, hour], map)?.collect::<rusqlite::Result<_>>()?;
+                rows
+            }
+            (Some(service), owner) => {
+                // Service names are matched case-insensitively, but stored as
+                // sensors report them: resolve the spellings first so that
+                // the main query can use the primary key.
+                let names: Vec<String> =
+                    service_rows(&conn, "SELECT DISTINCT service, 0 FROM service_hour WHERE hour >= ?1", [hour])?
+                        .into_iter()
+                        .map(|s| s.service)
+                        .filter(|s| s.eq_ignore_ascii_case(service))
+                        .collect();
+                let mut all = std::collections::HashMap::<String, (u64, i64)>::new();
+                let mut st = conn.prepare_cached(
+                    "SELECT host, sum(count), max(last_ms) FROM host_hour
+                     WHERE service = ?1 AND hour >= ?2 AND (?3 IS NULL OR owner = ?3) GROUP BY host",
+                )?;
+                for name in names {
+                    for row in st.query_map(params![name, hour, owner], map)? {
+                        let row = row?;
+                        let e = all.entry(row.host).or_default();
+                        e.0 += row.count;
+                        e.1 = e.1.max(row.last_ms);
+                    }
+                }
+                let mut rows: Vec<BadHost> =
+                    all.into_iter().map(|(host, (count, last_ms))| BadHost { host, count, last_ms }).collect();
+                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.host.cmp(&b.host)));
+                rows
+            }
+        };
+        Ok(rows)
+    }
+
+    fn services(&self, since_ms: i64) -> Result<Vec<ServiceCount>> {
+        let conn = self.readers.get()?;
+        service_rows(
+            &conn,
+            "SELECT service, sum(count) FROM service_hour WHERE hour >= ?1 GROUP BY service ORDER BY 2 DESC, 1",
+            [hour_number(since_ms)],
+        )
+    }
+
+    fn sensor_data(&self, day: i64, owner: Option<AccountId>, after_id: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let conn = self.readers.get()?;
+        let sql_all = "SELECT e.id, e.ts_ms, e.session, e.protocol, e.kind, e.service, e.remote_host, e.remote_port,
+                e.local_host, e.local_port, e.data, n.node
+            FROM events e JOIN nodes n ON n.id = e.node
+            WHERE e.day = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3";
+        let sql_owner = "SELECT e.id, e.ts_ms, e.session, e.protocol, e.kind, e.service, e.remote_host, e.remote_port,
+                e.local_host, e.local_port, e.data, n.node
+            FROM events e JOIN nodes n ON n.id = e.node
+            WHERE e.owner = ?4 AND e.day = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3";
+        let map = |r: &Row| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                ts_ms: r.get(1)?,
+                session: r.get(2)?,
+                protocol: Protocol::from_code(r.get(3)?).unwrap_or(Protocol::Tcp),
+                kind: EventKind::from_code(r.get(4)?).unwrap_or(EventKind::Info),
+                service: r.get(5)?,
+                remote_host: r.get(6)?,
+                remote_port: r.get(7)?,
+                local_host: r.get(8)?,
+                local_port: r.get(9)?,
+                data: r.get(10)?,
+                node: r.get(11)?,
+            })
+        };
+        let limit = limit as i64;
+        let rows: rusqlite::Result<Vec<StoredEvent>> = match owner {
+            None => conn.prepare_cached(sql_all)?.query_map(params![day, after_id, limit], map)?.collect(),
+            Some(o) => conn.prepare_cached(sql_owner)?.query_map(params![day, after_id, limit, o], map)?.collect(),
+        };
+        rows.map_err(StoreError::from)
+    }
+
+    fn sensor_data_count(&self, day: i64, owner: Option<AccountId>) -> Result<u64> {
+        let conn = self.readers.get()?;
+        let n: i64 = conn.query_row(
+            "SELECT coalesce(sum(count), 0) FROM day_owner WHERE day = ?1 AND (?2 IS NULL OR owner = ?2)",
+            params![day, owner],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    fn month_stats(&self, month: Option<i64>) -> Result<Option<MonthStats>> {
+        let conn = self.readers.get()?;
+        let row: Option<(i64, i64, i64)> = match month {
+            Some(m) => conn
+                .query_row("SELECT month, events, hosts FROM month_stats WHERE month = ?1", [m], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?,
+            None => conn
+                .query_row("SELECT month, events, hosts FROM month_stats ORDER BY month DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?,
+        };
+        let Some((month, events, hosts)) = row else { return Ok(None) };
+        let top_services = service_rows(
+            &conn,
+            "SELECT service, count FROM month_service WHERE month = ?1 ORDER BY count DESC, service LIMIT 10",
+            [month],
+        )?;
+        Ok(Some(MonthStats { month, total_events: events as u64, total_remote_hosts: hosts as u64, top_services }))
+    }
+
+    fn nodes(&self, since_ms: i64, owner: Option<AccountId>) -> Result<Vec<NodeInfo>> {
+        let conn = self.readers.get()?;
+        let mut st = conn.prepare_cached(
+            "SELECT node, owner, last_seen_ms, public_ip FROM nodes
+             WHERE last_seen_ms >= ?1 AND (?2 IS NULL OR owner = ?2) ORDER BY node",
+        )?;
+        let rows = st.query_map(params![since_ms, owner], |r| {
+            Ok(NodeInfo {
+                node: r.get(0)?,
+                owner: r.get(1)?,
+                last_seen_ms: r.get(2)?,
+                public_ip: r.get::<_, Option<String>>(3)?.and_then(|s| s.parse().ok()),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn ip_history(&self, ip: IpAddr) -> Result<Vec<IpHistoryRow>> {
+        let conn = self.readers.get()?;
+        let mut st =
+            conn.prepare_cached("SELECT day, service, count FROM ip_day WHERE host = ?1 ORDER BY day, service")?;
+        let host = apiary_model::canonical_ip(ip).to_string();
+        let rows = st.query_map([host], |r| {
+            Ok(IpHistoryRow { day: r.get(0)?, service: r.get(1)?, event_count: r.get::<_, i64>(2)? as u64 })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn prune_events(&self, before_day: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.write(move |conn| writer::prune_chunk(conn, before_day, 5_000))?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        let dirty = self.quota.take_dirty();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let rows = dirty.clone();
+        let result = self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO quota_usage (account, month, used) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO UPDATE SET used = max(used, excluded.used)",
+                )?;
+                for (a, m, u) in &rows {
+                    st.execute(params![a, m, *u as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        });
+        if result.is_err() {
+            self.quota.restore_dirty(&dirty);
+        }
+        result
+    }
+}

@@ -1,0 +1,126 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] moves the schema one version forward and runs
+//! in its own transaction; a database is never left half-migrated. Never edit
+//! a released migration: append a new one.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, events, rollups.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('event_hwm', 0);
+
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        api_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        threat_key_hash BLOB NOT NULL,
+        sensor_key_hash BLOB NOT NULL,
+        monthly_quota INTEGER,
+        role TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE quota_usage (
+        account INTEGER NOT NULL, month INTEGER NOT NULL, used INTEGER NOT NULL,
+        PRIMARY KEY (account, month)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY,
+        owner INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        public_ip TEXT,
+        UNIQUE (owner, node)
+    );
+
+    -- Raw events. `id` is assigned by the writer from meta.event_hwm, so it
+    -- only ever increases, even after pruning. `uid` is a hash of the
+    -- sensor-assigned id that makes re-delivery idempotent; keying it with
+    -- ts_ms keeps the index append-mostly.
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        uid INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        day INTEGER NOT NULL,
+        owner INTEGER NOT NULL,
+        node INTEGER NOT NULL,
+        session TEXT NOT NULL,
+        protocol INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        local_host TEXT NOT NULL,
+        local_port INTEGER NOT NULL,
+        remote_host TEXT NOT NULL,
+        remote_port INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX events_uid ON events (ts_ms, uid);
+    CREATE INDEX events_day ON events (day, id);
+    CREATE INDEX events_owner_day ON events (owner, day, id);
+
+    -- Rollups, maintained in the ingest transaction.
+    CREATE TABLE host_hour_all (
+        hour INTEGER NOT NULL, host TEXT NOT NULL, count INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+        PRIMARY KEY (hour, host)
+    ) WITHOUT ROWID;
+    CREATE TABLE host_hour (
+        service TEXT NOT NULL, hour INTEGER NOT NULL, host TEXT NOT NULL, owner INTEGER NOT NULL,
+        count INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+        PRIMARY KEY (service, hour, host, owner)
+    ) WITHOUT ROWID;
+    CREATE INDEX host_hour_owner ON host_hour (owner, hour);
+    CREATE TABLE service_hour (
+        hour INTEGER NOT NULL, service TEXT NOT NULL, owner INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (hour, service, owner)
+    ) WITHOUT ROWID;
+    CREATE TABLE ip_day (
+        host TEXT NOT NULL, day INTEGER NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (host, day, service)
+    ) WITHOUT ROWID;
+    CREATE TABLE day_owner (
+        day INTEGER NOT NULL, owner INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (day, owner)
+    ) WITHOUT ROWID;
+    CREATE TABLE month_stats (
+        month INTEGER PRIMARY KEY, events INTEGER NOT NULL, hosts INTEGER NOT NULL
+    );
+    CREATE TABLE month_service (
+        month INTEGER NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (month, service)
+    ) WITHOUT ROWID;
+    CREATE TABLE month_host (
+        month INTEGER NOT NULL, host TEXT NOT NULL,
+        PRIMARY KEY (month, host)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`SCHEMA_VERSION`]. Refuses a database written
+/// by a newer build rather than guessing at its schema.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > SCHEMA_VERSION {
+        return Err(crate::StoreError::Invalid(format!(
+            "database schema version {current} is newer than this build's {SCHEMA_VERSION}; upgrade apiary"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = version + 1, "applied schema migration");
+    }
+    Ok(())
+}
