@@ -1,0 +1,363 @@
+//! Platform benchmarks against the real `apiary` binary on loopback.
+//!
+//! `cargo bench -p apiary --bench platform -- <name> [options]`, where name is
+//! `ingest-http`, `ingest-cli`, `bad-hosts` or `ip-history`. Each prints its
+//! figures and the server's peak RSS (VmHWM). See BENCHMARKS.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use support::*;
+
+/// Services with their share of traffic and a typical payload, roughly as
+/// HoneyDB's public service counts distribute them.
+const SERVICES: &[(&str, u32)] =
+    &[("SSH", 30), ("Telnet", 15), ("HTTP", 20), ("VNC", 10), ("Redis", 5), ("SIP", 5), ("SMB", 5), ("MySQL", 4), ("FTP", 3), ("DNS.udp", 3)];
+
+fn pick_service(rng: &mut SmallRng) -> &'static str {
+    let total: u32 = SERVICES.iter().map(|s| s.1).sum();
+    let mut n = rng.random_range(0..total);
+    for (s, w) in SERVICES {
+        if n < *w {
+            return s;
+        }
+        n -= w;
+    }
+    "SSH"
+}
+
+/// A Zipf-like pick among `hosts` addresses: a few hosts send most events.
+fn pick_host(rng: &mut SmallRng, hosts: u32) -> String {
+    let u: f64 = rng.random();
+    let i = ((hosts as f64).powf(u) as u32).saturating_sub(1).min(hosts - 1);
+    let i = i.wrapping_mul(2_654_435_761) % hosts.max(1); // spread over the space
+    let ip = 0x0b00_0000u32 + i * 7;
+    format!("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255)
+}
+
+fn payload(rng: &mut SmallRng, service: &str) -> Vec<u8> {
+    let base: &[u8] = match service {
+        "HTTP" => b"GET /wp-login.php HTTP/1.1\r\nHost: 203.0.113.5\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36\r\nAccept: */*\r\n\r\n",
+        "SSH" => b"SSH-2.0-Go\r\n",
+        "Telnet" => b"root\r\nadmin\r\nenable\r\nsystem\r\nshell\r\nsh\r\ncat /proc/mounts; /bin/busybox ECCHI\r\n",
+        "Redis" => b"*1\r\n$4\r\nINFO\r\n",
+        "SIP" => b"OPTIONS sip:100@203.0.113.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060\r\nFrom: <sip:100@10.0.0.1>\r\nUser-Agent: friendly-scanner\r\n\r\n",
+        _ => b"\x00\x00\x00\x85\xffSMBr\x00\x00\x00\x00\x18\x53\xc8",
+    };
+    // 0-2 KB: the typical request, sometimes padded into a larger body.
+    let extra = if rng.random_ratio(1, 10) { rng.random_range(0..2048 - base.len().min(2047)) } else { 0 };
+    let mut p = base.to_vec();
+    p.extend((0..extra).map(|_| rng.random_range(b'a'..=b'z')));
+    p.truncate(2048);
+    p
+}
+
+/// `n` NDJSON events (a session's CONNECT, RX, TX and INFO) ending at
+/// `now - spread_secs * u`, from `hosts` distinct addresses.
+fn generate(rng: &mut SmallRng, start: usize, n: usize, hosts: u32, spread_secs: i64) -> Vec<u8> {
+    let now = chrono::Utc::now().timestamp_millis() - 60_000;
+    let mut out = Vec::with_capacity(n * 400);
+    let mut i = 0;
+    while i < n {
+        let service = pick_service(rng);
+        let host = pick_host(rng, hosts);
+        let ts = now - rng.random_range(0..spread_secs.max(1) * 1000);
+        let session = format!("{:032x}", rng.random::<u128>());
+        for kind in ["CONNECT", "RX", "TX", "INFO"] {
+            if i >= n {
+                break;
+            }
+            let data = match kind {
+                "CONNECT" => Vec::new(),
+                "RX" => payload(rng, service),
+                "TX" => b"login: ".to_vec(),
+                _ => b"{\"username\":\"root\",\"password\":\"admin\"}".to_vec(),
+            };
+            let t = chrono::DateTime::from_timestamp_millis(ts + i as i64 % 1000).unwrap();
+            writeln!(
+                out,
+                r#"{{"id":"{}","node":"{}","session":"{}","date":"{}","time":"{}","millisecond":"{:03}","protocol":"TCP","event":"{}","service":"{}","local_host":"10.0.0.1","local_port":22,"remote_host":"{}","remote_port":{},"data":"{}"}}"#,
+                start + i,
+                NODE_A,
+                session,
+                t.format("%Y-%m-%d"),
+                t.format("%H:%M:%S"),
+                t.timestamp_subsec_millis(),
+                kind,
+                service,
+                host,
+                rng.random_range(1024..65535),
+                data.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )
+            .unwrap();
+            i += 1;
+        }
+    }
+    out
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Loads `total` events through HTTP with `clients` parallel senders and
+/// batches of `batch`; returns events/s.
+fn http_load(server: &Server, creds: &Creds, total: usize, batch: usize, clients: usize, hosts: u32, spread: i64, gzip: bool) -> f64 {
+    eprintln!("generating {total} events...");
+    let mut rng = SmallRng::seed_from_u64(7);
+    let bodies: Vec<Vec<u8>> = (0..total.div_ceil(batch))
+        .map(|b| {
+            let raw = generate(&mut rng, b * batch, batch.min(total - b * batch), hosts, spread);
+            if gzip {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&raw).unwrap();
+                gz.finish().unwrap()
+            } else {
+                raw
+            }
+        })
+        .collect();
+    let bytes: usize = bodies.iter().map(|b| b.len()).sum();
+    eprintln!("sending {} batches, {} MB on the wire", bodies.len(), bytes >> 20);
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let (bodies, next, api, id, key) =
+                (bodies.clone(), next.clone(), server.api(), creds.api_id.clone(), creds.sensor_key.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { return };
+                    let mut req = client
+                        .post(format!("{api}/sensor/events"))
+                        .header("X-HoneyDb-ApiId", &id)
+                        .header("X-HoneyDb-ApiKey", &key);
+                    if gzip {
+                        req = req.header("Content-Encoding", "gzip");
+                    }
+                    let r = req.body(body.clone()).send().unwrap();
+                    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// GETs `url`; returns time to first byte, time to the whole body, and its size.
+fn timed_get(client: &reqwest::blocking::Client, url: &str, id: &str, key: &str) -> (Duration, Duration, usize) {
+    let t = Instant::now();
+    let mut r = client.get(url).header("X-HoneyDb-ApiId", id).header("X-HoneyDb-ApiKey", key).send().unwrap();
+    let first = t.elapsed();
+    let mut sink = Vec::new();
+    std::io::copy(&mut r, &mut sink).unwrap();
+    (first, t.elapsed(), sink.len())
+}
+
+fn operator(dir: &std::path::Path) -> Creds {
+    create_account(dir, "bench", &["--role", "all-sensors", "--quota", "unlimited"])
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
+    let dir = tempfile::tempdir_in(std::env::var("APIARY_BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    match which.as_str() {
+        "ingest-http" => {
+            let total = arg(&args, "--events", 2_000_000);
+            let batch = arg(&args, "--batch", 5_000);
+            let clients = arg(&args, "--clients", 4);
+            let gzip = args.iter().any(|a| a == "--gzip");
+            let creds = operator(dir.path());
+            let server = Server::start(dir.path());
+            let rate = http_load(&server, &creds, total, batch, clients, 200_000, 86_400, gzip);
+            let pid = server.child.as_ref().unwrap().id();
+            println!(
+                "ingest-http: {total} events, batch {batch}, {clients} clients, gzip {gzip}: {rate:.0} events/s; server peak RSS {} MiB",
+                peak_rss_kib(pid) / 1024
+            );
+        }
+        "ingest-cli" => {
+            let total = arg(&args, "--events", 10_000_000);
+            let creds = operator(dir.path());
+            let file = dir.path().join("events.ndjson");
+            eprintln!("writing {total} events to {}...", file.display());
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+            let mut rng = SmallRng::seed_from_u64(11);
+            for start in (0..total).step_by(100_000) {
+                f.write_all(&generate(&mut rng, start, 100_000.min(total - start), 200_000, 86_400)).unwrap();
+            }
+            f.flush().unwrap();
+            drop(f);
+            let started = Instant::now();
+            let child = std::process::Command::new(BIN)
+                .args(["--data-dir", dir.path().to_str().unwrap(), "ingest", file.to_str().unwrap(), "--quiet"])
+                .args(["--api-id", &creds.api_id])
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            let rss = Arc::new(AtomicUsize::new(0));
+            let watcher = {
+                let rss = rss.clone();
+                std::thread::spawn(move || loop {
+                    let kib = peak_rss_kib(pid);
+                    if kib == 0 {
+                        return;
+                    }
+                    rss.store(kib as usize, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(200));
+                })
+            };
+            let out = child.wait_with_output().unwrap();
+            let secs = started.elapsed().as_secs_f64();
+            assert!(out.status.success());
+            watcher.join().unwrap();
+            println!(
+                "ingest-cli: {total} events in {secs:.1} s: {:.0} events/s; peak RSS {} MiB",
+                total as f64 / secs,
+                rss.load(Ordering::Relaxed) / 1024
+            );
+        }
+        "bad-hosts" => {
+            let total = arg(&args, "--events", 10_000_000);
+            let hosts = arg(&args, "--hosts", 200_000) as u32;
+            let parallel = arg(&args, "--parallel", 100);
+            let creds = operator(dir.path());
+            let mut server = Server::start(dir.path());
+            let rate = http_load(&server, &creds, total, 10_000, 2, hosts, 23 * 3600, false);
+            eprintln!("loaded at {rate:.0} events/s; restarting to measure the read path alone");
+            server.stop();
+            server.restart();
+            let url = format!("{}/bad-hosts", server.api());
+            let client = reqwest::blocking::Client::new();
+            let (id, key) = (creds.api_id.clone(), creds.threat_key.clone());
+            let fetch = {
+                let url = url.clone();
+                move |client: &reqwest::blocking::Client| timed_get(client, &url, &id, &key)
+            };
+            let (cold_first, cold_total, size) = fetch(&client);
+            let rows = serde_json::from_slice::<serde_json::Value>(&{
+                let mut r = client
+                    .get(&url)
+                    .header("X-HoneyDb-ApiId", &creds.api_id)
+                    .header("X-HoneyDb-ApiKey", &creds.threat_key)
+                    .send()
+                    .unwrap();
+                let mut v = Vec::new();
+                std::io::copy(&mut r, &mut v).unwrap();
+                v
+            })
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+            let mut firsts = Vec::new();
+            let mut totals = Vec::new();
+            for _ in 0..50 {
+                let (f, t, _) = fetch(&client);
+                firsts.push(f);
+                totals.push(t);
+            }
+            firsts.sort();
+            totals.sort();
+            println!(
+                "bad-hosts: {rows} hosts, {:.1} MB; cold (computing) {:?} first byte, {:?} whole",
+                size as f64 / 1e6,
+                cold_first,
+                cold_total
+            );
+            println!(
+                "bad-hosts sequential x50: first byte median {:?} p95 {:?}; whole answer median {:?} p95 {:?}",
+                percentile(&firsts, 0.5),
+                percentile(&firsts, 0.95),
+                percentile(&totals, 0.5),
+                percentile(&totals, 0.95)
+            );
+            let started = Instant::now();
+            let handles: Vec<_> = (0..parallel)
+                .map(|_| {
+                    let fetch = fetch.clone();
+                    std::thread::spawn(move || {
+                        let client = reqwest::blocking::Client::new();
+                        (0..3).map(|_| fetch(&client).1).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+            all.sort();
+            let pid = server.child.as_ref().unwrap().id();
+            println!(
+                "bad-hosts {parallel} parallel clients x3: median {:?} p95 {:?}, wall {:?}; server peak RSS {} MiB",
+                percentile(&all, 0.5),
+                percentile(&all, 0.95),
+                started.elapsed(),
+                peak_rss_kib(pid) / 1024
+            );
+        }
+        "ip-history" => {
+            let total = arg(&args, "--events", 20_000_000);
+            let creds = operator(dir.path());
+            let mut server = Server::start(dir.path());
+            let rate = http_load(&server, &creds, total, 10_000, 2, 1_000_000, 30 * 86_400, false);
+            eprintln!("loaded at {rate:.0} events/s");
+            server.stop();
+            server.restart();
+            let client = reqwest::blocking::Client::new();
+            let mut rng = SmallRng::seed_from_u64(3);
+            let mut times = Vec::new();
+            for _ in 0..2000 {
+                let ip = pick_host(&mut rng, 1_000_000);
+                let t = Instant::now();
+                let r = client
+                    .get(format!("{}/ip-history/{ip}", server.api()))
+                    .header("X-HoneyDb-ApiId", &creds.api_id)
+                    .header("X-HoneyDb-ApiKey", &creds.threat_key)
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().unwrap();
+                times.push(t.elapsed());
+            }
+            times.sort();
+            let pid = server.child.as_ref().unwrap().id();
+            println!(
+                "ip-history with {total} events: median {:?} p95 {:?} p99 {:?}; server peak RSS {} MiB",
+                percentile(&times, 0.5),
+                percentile(&times, 0.95),
+                percentile(&times, 0.99),
+                peak_rss_kib(pid) / 1024
+            );
+        }
+        _ => {
+            eprintln!("usage: cargo bench -p apiary --bench platform -- ingest-http|ingest-cli|bad-hosts|ip-history [--events N] [--batch N] [--clients N] [--gzip]");
+            std::process::exit(2);
+        }
+    }
+}
