@@ -1,0 +1,160 @@
+//! A TCP connection as services see it: reads and writes that record RX/TX
+//! events and enforce the per-connection limits (bytes read, idle time, a
+//! client that will not read what we send). The overall duration limit is a
+//! timeout around the whole handler, in `server`.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::facts::Fact;
+use crate::record::Session;
+
+/// Size of one read: also the largest RX event a read produces.
+const READ_CHUNK: usize = 4096;
+
+/// Why a connection was closed by the sensor rather than by the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Idle,
+    Bytes,
+    Line,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Idle => "idle_timeout",
+            Limit::Bytes => "max_bytes",
+            Limit::Line => "max_line",
+        }
+    }
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    pub session: Session,
+    idle: Duration,
+    max_bytes: usize,
+    read_total: usize,
+    /// Received but not yet consumed by the service.
+    pending: Vec<u8>,
+    eof: bool,
+    /// Set when a limit ended the connection, for the closing INFO event.
+    pub limit: Option<Limit>,
+}
+
+fn limit_err(l: Limit) -> io::Error {
+    io::Error::other(l.as_str())
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, session: Session, idle: Duration, max_bytes: usize) -> Self {
+        Conn { stream, session, idle, max_bytes, read_total: 0, pending: Vec::new(), eof: false, limit: None }
+    }
+
+    fn hit(&mut self, l: Limit) -> io::Error {
+        self.limit = Some(l);
+        limit_err(l)
+    }
+
+    /// Reads once from the socket into `pending`; `Ok(false)` at EOF.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.read_total >= self.max_bytes {
+            return Err(self.hit(Limit::Bytes));
+        }
+        let want = READ_CHUNK.min(self.max_bytes - self.read_total);
+        let mut buf = [0u8; READ_CHUNK];
+        let n = match tokio::time::timeout(self.idle, self.stream.read(&mut buf[..want])).await {
+            Ok(r) => r?,
+            Err(_) => return Err(self.hit(Limit::Idle)),
+        };
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        self.read_total += n;
+        self.session.rx(&buf[..n]).await;
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(true)
+    }
+
+    /// Whatever has arrived (at least one byte), or `None` at EOF.
+    pub async fn read_some(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.pending.is_empty() && !self.fill().await? {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(&mut self.pending)))
+    }
+
+    /// Whether a whole line is already buffered: line protocols batch their
+    /// answers to pipelined commands into one write, as real servers do.
+    pub fn has_line(&self) -> bool {
+        self.pending.contains(&b'\n')
+    }
+
+    /// One line without its `\n` (and `\r`), at most `max` bytes; `None` at
+    /// EOF. A longer line ends the connection: no protocol we speak has one.
+    pub async fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + i;
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(Some(line));
+            }
+            scanned = self.pending.len();
+            if scanned > max {
+                return Err(self.hit(Limit::Line));
+            }
+            if !self.fill().await? {
+                // A last line without newline still counts.
+                if self.pending.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(std::mem::take(&mut self.pending)));
+            }
+        }
+    }
+
+    /// Exactly `n` bytes, or `None` if the client closed first.
+    pub async fn read_exact(&mut self, n: usize) -> io::Result<Option<Vec<u8>>> {
+        while self.pending.len() < n {
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.pending.drain(..n).collect()))
+    }
+
+    /// Sends and records; a client that stops reading counts as idle.
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        match tokio::time::timeout(self.idle, self.stream.write_all(data)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(self.hit(Limit::Idle)),
+        }
+        self.session.tx(data).await;
+        Ok(())
+    }
+
+    pub async fn info(&self, fact: Fact) {
+        self.session.info(&fact).await;
+    }
+
+    /// Closes our side after sending what was written.
+    pub async fn shutdown(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+    }
+}

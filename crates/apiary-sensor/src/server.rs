@@ -1,0 +1,165 @@
+//! Listeners: binding, the TCP accept loop, the UDP loop.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{LimitsConfig, Listener, ServiceConfig};
+use crate::conn::Conn;
+use crate::facts::Fact;
+use crate::limits::RateLimiter;
+use crate::record::Recorder;
+use crate::services::{self, ServiceKind};
+
+/// A bound socket, before privileges are dropped and serving starts.
+pub enum Bound {
+    Tcp(Listener, TcpListener),
+    Udp(Listener, UdpSocket),
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            Bound::Tcp(l, s) => s.local_addr().unwrap_or(l.addr),
+            Bound::Udp(l, s) => s.local_addr().unwrap_or(l.addr),
+        }
+    }
+
+    pub fn listener(&self) -> Listener {
+        match self {
+            Bound::Tcp(l, _) | Bound::Udp(l, _) => *l,
+        }
+    }
+}
+
+/// Binds every listener, failing with a message that names the service,
+/// protocol and address (the usual causes: in use, or < 1024 without root).
+pub async fn bind_all(listeners: &[Listener]) -> anyhow::Result<Vec<Bound>> {
+    let mut bound = Vec::new();
+    for l in listeners {
+        let what = || {
+            let hint = if l.addr.port() < 1024 { " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" } else { "" };
+            format!("cannot listen for {} on {} port {}{hint}", l.name, l.protocol.as_str(), l.addr)
+        };
+        match l.protocol {
+            apiary_model::Protocol::Tcp => {
+                bound.push(Bound::Tcp(*l, TcpListener::bind(l.addr).await.with_context(what)?))
+            }
+            apiary_model::Protocol::Udp => {
+                bound.push(Bound::Udp(*l, UdpSocket::bind(l.addr).await.with_context(what)?))
+            }
+        }
+    }
+    Ok(bound)
+}
+
+/// What every listener shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub recorder: Recorder,
+    pub limits: Arc<LimitsConfig>,
+    pub conns: Arc<Semaphore>,
+    pub rate: Arc<RateLimiter>,
+}
+
+/// Accepts until cancelled. Connection tasks live in a JoinSet owned by this
+/// future, so cancelling the listener ends its connections too.
+pub async fn serve_tcp(kind: ServiceKind, listener: TcpListener, cfg: Arc<ServiceConfig>, shared: Shared) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(service = kind.name(), "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let stats = &shared.recorder.stats;
+                if !shared.rate.allow(peer.ip()) {
+                    stats.refused_rate.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
+                    stats.refused_capacity.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                let (cfg, shared) = (cfg.clone(), shared.clone());
+                tasks.spawn(async move {
+                    handle_conn(kind, stream, peer, &cfg, &shared).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+}
+
+async fn handle_conn(kind: ServiceKind, stream: TcpStream, peer: SocketAddr, cfg: &ServiceConfig, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let session = shared.recorder.session(kind.name(), apiary_model::Protocol::Tcp, local, peer);
+    session.connect().await;
+    let limits = &shared.limits;
+    let mut conn = Conn::new(stream, session, limits.idle(), limits.max_bytes_per_connection);
+    let result = tokio::time::timeout(limits.max_duration(), services::handle_tcp(kind, &mut conn, cfg)).await;
+    let limit = match result {
+        Err(_) => Some("max_duration"),
+        Ok(_) => conn.limit.map(|l| l.as_str()),
+    };
+    if let Some(limit) = limit {
+        shared.recorder.stats.limits_hit.fetch_add(1, Ordering::Relaxed);
+        conn.info(Fact::new("limit").with("limit", limit)).await;
+    }
+    conn.shutdown().await;
+}
+
+/// Answers datagrams until cancelled; each datagram is its own session.
+pub async fn serve_udp(kind: ServiceKind, socket: UdpSocket, cfg: Arc<ServiceConfig>, shared: Shared) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from earlier replies surface here on Linux.
+                tracing::debug!(service = kind.name(), "recv failed: {e}");
+                continue;
+            }
+        };
+        if !shared.rate.allow(peer.ip()) {
+            shared.recorder.stats.refused_rate.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let request = &buf[..n];
+        let session = shared.recorder.session(kind.name(), apiary_model::Protocol::Udp, local, peer);
+        session.rx(request).await;
+        let mut facts = Vec::new();
+        let reply = services::handle_udp(kind, request, &cfg, &mut facts);
+        for f in &facts {
+            session.info(f).await;
+        }
+        if let Some(reply) = reply {
+            // Never amplify: a reply may exceed the request only a little.
+            if reply.len() <= n.max(64) * 2 && socket.send_to(&reply, peer).await.is_ok() {
+                session.tx(&reply).await;
+            }
+        }
+    }
+}

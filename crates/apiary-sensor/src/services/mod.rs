@@ -1,0 +1,261 @@
+//! The emulated services, one module each.
+//!
+//! TCP services are `async fn handle(conn: &mut Conn, cfg: &ServiceConfig)`;
+//! the [`Conn`] records every byte both ways and enforces the limits, so a
+//! service only speaks its protocol and reports the facts it extracts.
+//! UDP services are pure functions from a datagram to an optional reply plus
+//! facts; the UDP loop records and rate-limits around them.
+//!
+//! Nothing here executes, evaluates or forwards what attackers send.
+
+use std::io;
+
+use apiary_model::Protocol;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ServiceConfig;
+use crate::conn::Conn;
+use crate::facts::Fact;
+
+mod dns;
+mod echo;
+mod ftp;
+pub(crate) mod http;
+mod memcached;
+mod modbus;
+mod motd;
+mod mqtt;
+mod mysql;
+mod ntp;
+mod redis;
+mod sip;
+mod smtp;
+mod telnet;
+mod tftp;
+mod vnc;
+
+/// Every service the sensor can emulate. The config key is the snake-case
+/// variant name; [`ServiceKind::name`] is what events carry (HoneyDB's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Telnet,
+    Http,
+    Redis,
+    Ftp,
+    Smtp,
+    Memcached,
+    Mysql,
+    Vnc,
+    Echo,
+    EchoUdp,
+    Motd,
+    Dns,
+    Sip,
+    Elasticsearch,
+    Couchdb,
+    Clickhouse,
+    Kubernetes,
+    Tftp,
+    Ntp,
+    Modbus,
+    Mqtt,
+}
+
+impl ServiceKind {
+    pub const ALL: &'static [ServiceKind] = &[
+        ServiceKind::Telnet,
+        ServiceKind::Http,
+        ServiceKind::Redis,
+        ServiceKind::Ftp,
+        ServiceKind::Smtp,
+        ServiceKind::Memcached,
+        ServiceKind::Mysql,
+        ServiceKind::Vnc,
+        ServiceKind::Echo,
+        ServiceKind::EchoUdp,
+        ServiceKind::Motd,
+        ServiceKind::Dns,
+        ServiceKind::Sip,
+        ServiceKind::Elasticsearch,
+        ServiceKind::Couchdb,
+        ServiceKind::Clickhouse,
+        ServiceKind::Kubernetes,
+        ServiceKind::Tftp,
+        ServiceKind::Ntp,
+        ServiceKind::Modbus,
+        ServiceKind::Mqtt,
+    ];
+
+    /// The service name in events, as HoneyDB's sensors report it (UDP
+    /// services carry a `.udp` suffix).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Telnet => "Telnet",
+            ServiceKind::Http => "HTTP",
+            ServiceKind::Redis => "Redis",
+            ServiceKind::Ftp => "FTP",
+            ServiceKind::Smtp => "SMTP",
+            ServiceKind::Memcached => "Memcached",
+            ServiceKind::Mysql => "MySQL",
+            ServiceKind::Vnc => "VNC",
+            ServiceKind::Echo => "Echo",
+            ServiceKind::EchoUdp => "Echo.udp",
+            ServiceKind::Motd => "MOTD",
+            ServiceKind::Dns => "DNS.udp",
+            ServiceKind::Sip => "SIP.udp",
+            ServiceKind::Elasticsearch => "Elasticsearch",
+            ServiceKind::Couchdb => "CouchDB",
+            ServiceKind::Clickhouse => "ClickHouse",
+            ServiceKind::Kubernetes => "Kubernetes",
+            ServiceKind::Tftp => "TFTP.udp",
+            ServiceKind::Ntp => "NTP.udp",
+            ServiceKind::Modbus => "Modbus",
+            ServiceKind::Mqtt => "MQTT",
+        }
+    }
+
+    /// The config key (`[services.<key>]`).
+    pub fn key(self) -> &'static str {
+        match self {
+            ServiceKind::Telnet => "telnet",
+            ServiceKind::Http => "http",
+            ServiceKind::Redis => "redis",
+            ServiceKind::Ftp => "ftp",
+            ServiceKind::Smtp => "smtp",
+            ServiceKind::Memcached => "memcached",
+            ServiceKind::Mysql => "mysql",
+            ServiceKind::Vnc => "vnc",
+            ServiceKind::Echo => "echo",
+            ServiceKind::EchoUdp => "echo_udp",
+            ServiceKind::Motd => "motd",
+            ServiceKind::Dns => "dns",
+            ServiceKind::Sip => "sip",
+            ServiceKind::Elasticsearch => "elasticsearch",
+            ServiceKind::Couchdb => "couchdb",
+            ServiceKind::Clickhouse => "clickhouse",
+            ServiceKind::Kubernetes => "kubernetes",
+            ServiceKind::Tftp => "tftp",
+            ServiceKind::Ntp => "ntp",
+            ServiceKind::Modbus => "modbus",
+            ServiceKind::Mqtt => "mqtt",
+        }
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ServiceKind::EchoUdp | ServiceKind::Dns | ServiceKind::Sip | ServiceKind::Tftp | ServiceKind::Ntp => {
+                Protocol::Udp
+            }
+            _ => Protocol::Tcp,
+        }
+    }
+
+    /// The port the real service uses.
+    pub fn standard_port(self) -> u16 {
+        match self {
+            ServiceKind::Telnet => 23,
+            ServiceKind::Http => 80,
+            ServiceKind::Redis => 6379,
+            ServiceKind::Ftp => 21,
+            ServiceKind::Smtp => 25,
+            ServiceKind::Memcached => 11211,
+            ServiceKind::Mysql => 3306,
+            ServiceKind::Vnc => 5900,
+            ServiceKind::Echo | ServiceKind::EchoUdp => 7,
+            ServiceKind::Motd => 17,
+            ServiceKind::Dns => 53,
+            ServiceKind::Sip => 5060,
+            ServiceKind::Elasticsearch => 9200,
+            ServiceKind::Couchdb => 5984,
+            ServiceKind::Clickhouse => 8123,
+            ServiceKind::Kubernetes => 6443,
+            ServiceKind::Tftp => 69,
+            ServiceKind::Ntp => 123,
+            ServiceKind::Modbus => 502,
+            ServiceKind::Mqtt => 1883,
+        }
+    }
+
+    /// Default port: unprivileged, so the sensor runs without root out of
+    /// the box. Ports under 1024 move to 10000+port; the others to a fixed
+    /// neighbour that does not collide with a real local install.
+    pub fn default_port(self) -> u16 {
+        match self.standard_port() {
+            p if p < 1024 => 10_000 + p,
+            6379 => 16379,
+            11211 => 21211,
+            3306 => 13306,
+            5900 => 15900,
+            5060 => 15060,
+            9200 => 19200,
+            5984 => 15984,
+            8123 => 18123,
+            6443 => 16443,
+            1883 => 11883,
+            p => p,
+        }
+    }
+
+    pub fn default_enabled(self) -> bool {
+        true
+    }
+}
+
+/// Runs a TCP service on an accepted connection.
+pub(crate) async fn handle_tcp(kind: ServiceKind, conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
+    match kind {
+        ServiceKind::Telnet => telnet::handle(conn, cfg).await,
+        ServiceKind::Http => http::handle(conn, cfg, http::Flavor::Web).await,
+        ServiceKind::Elasticsearch => http::handle(conn, cfg, http::Flavor::Elasticsearch).await,
+        ServiceKind::Couchdb => http::handle(conn, cfg, http::Flavor::CouchDb).await,
+        ServiceKind::Clickhouse => http::handle(conn, cfg, http::Flavor::ClickHouse).await,
+        ServiceKind::Kubernetes => http::handle(conn, cfg, http::Flavor::Kubernetes).await,
+        ServiceKind::Redis => redis::handle(conn, cfg).await,
+        ServiceKind::Ftp => ftp::handle(conn, cfg).await,
+        ServiceKind::Smtp => smtp::handle(conn, cfg).await,
+        ServiceKind::Memcached => memcached::handle(conn, cfg).await,
+        ServiceKind::Mysql => mysql::handle(conn, cfg).await,
+        ServiceKind::Vnc => vnc::handle(conn, cfg).await,
+        ServiceKind::Echo => echo::handle(conn, cfg).await,
+        ServiceKind::Motd => motd::handle(conn, cfg).await,
+        ServiceKind::Modbus => modbus::handle(conn, cfg).await,
+        ServiceKind::Mqtt => mqtt::handle(conn, cfg).await,
+        ServiceKind::EchoUdp | ServiceKind::Dns | ServiceKind::Sip | ServiceKind::Tftp | ServiceKind::Ntp => Ok(()),
+    }
+}
+
+/// Answers one UDP datagram. Replies are never much larger than the request,
+/// so a spoofed source cannot use the sensor as an amplifier.
+pub(crate) fn handle_udp(
+    kind: ServiceKind,
+    request: &[u8],
+    cfg: &ServiceConfig,
+    facts: &mut Vec<Fact>,
+) -> Option<Vec<u8>> {
+    match kind {
+        ServiceKind::EchoUdp => Some(request.to_vec()),
+        ServiceKind::Dns => dns::answer(request, cfg, facts),
+        ServiceKind::Sip => sip::answer(request, cfg, facts),
+        ServiceKind::Tftp => tftp::answer(request, cfg, facts),
+        ServiceKind::Ntp => ntp::answer(request, cfg, facts),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_service_names() {
+        for k in ServiceKind::ALL {
+            let n = k.name();
+            assert!(n.len() <= apiary_model::MAX_SERVICE_LEN);
+            assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            assert_eq!(k.protocol() == Protocol::Udp, n.ends_with(".udp"), "{n}");
+            let key: ServiceKind = serde_json::from_str(&format!("\"{}\"", k.key())).unwrap();
+            assert_eq!(key, *k);
+        }
+    }
+}
