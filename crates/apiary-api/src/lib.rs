@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
-pub use state::AppState;
+pub use state::{AppState, IntelHandle};
 
 use apiary_store::Store;
 

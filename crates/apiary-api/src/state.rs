@@ -1,9 +1,15 @@
 use std::sync::Arc;
 
+use apiary_intel::{FeedManager, Intel};
 use apiary_store::Store;
+use arc_swap::ArcSwap;
 
 use crate::bad_hosts_cache::BadHostsCache;
 use crate::config::ApiConfig;
+
+/// The swappable intelligence snapshot: a feed refresh stores a new `Arc<Intel>`,
+/// every request loads the current one once and answers from it.
+pub type IntelHandle = Arc<ArcSwap<Intel>>;
 
 /// What every handler shares: the store, settings and caches.
 #[derive(Clone)]
@@ -11,12 +17,35 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ApiConfig>,
     pub(crate) bad_hosts: Arc<BadHostsCache>,
+    /// IP intelligence (built-in bogons only until feeds are loaded).
+    pub intel: IntelHandle,
+    /// The feed manager behind `intel`, when the server runs one.
+    pub feeds: Option<Arc<FeedManager>>,
 }
 
 impl AppState {
+    /// A state with no feeds: lookups know the built-in bogon registries only
+    /// and say which sources are missing.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> AppState {
+        Self::with_intel(store, config, Arc::new(ArcSwap::from_pointee(Intel::default())))
+    }
+
+    /// A state answering from an intelligence handle the caller keeps (and may swap).
+    pub fn with_intel(store: Arc<dyn Store>, config: ApiConfig, intel: IntelHandle) -> AppState {
         let bad_hosts = Arc::new(BadHostsCache::new(config.bad_hosts_refresh));
-        AppState { store, config: Arc::new(config), bad_hosts }
+        AppState { store, config: Arc::new(config), bad_hosts, intel, feeds: None }
+    }
+
+    /// A state answering from a feed manager's snapshots (refreshes show at once).
+    pub fn with_feeds(store: Arc<dyn Store>, config: ApiConfig, feeds: Arc<FeedManager>) -> AppState {
+        let mut state = Self::with_intel(store, config, feeds.handle());
+        state.feeds = Some(feeds);
+        state
+    }
+
+    /// The current intelligence snapshot; hold it for one request.
+    pub(crate) fn intel(&self) -> Arc<Intel> {
+        self.intel.load_full()
     }
 
     /// Runs a store call on the blocking pool.

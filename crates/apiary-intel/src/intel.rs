@@ -409,27 +409,38 @@ impl Intel {
         self.asn.iter().find_map(|s| s.name_of(asn))
     }
 
-    /// The prefixes announced by an AS (from the first source that knows it), as
-    /// sorted CIDRs with covered duplicates removed. Empty when unknown.
+    /// The prefixes announced by an AS, as sorted CIDRs (IPv4 first) with covered
+    /// duplicates removed. Each family comes from the first source that has rows
+    /// of that family for the AS, so split per-family files (ip-location-db's
+    /// `asn-ipv4.csv` and `asn-ipv6.csv`, two feeds) together give both. Empty
+    /// when unknown.
     pub fn prefixes(&self, asn: u32) -> Vec<IpNet> {
-        for src in &self.asn {
-            let idx = src.rows_of(asn);
-            if idx.is_empty() {
-                continue;
-            }
-            let mut nets: Vec<IpNet> = idx.iter().flat_map(|&i| src.rows[i as usize].0.to_cidrs()).collect();
-            nets.sort_by_key(|n| (matches!(n, IpNet::V6(_)), n.network(), n.prefix_len()));
-            nets.dedup();
-            // Drop prefixes contained in an earlier (covering) one.
-            let mut out: Vec<IpNet> = Vec::with_capacity(nets.len());
-            for n in nets {
-                if !out.last().is_some_and(|p: &IpNet| p.contains(&n)) {
-                    out.push(n);
+        let mut nets: Vec<IpNet> = Vec::new();
+        for v6 in [false, true] {
+            for src in &self.asn {
+                let before = nets.len();
+                nets.extend(
+                    src.rows_of(asn)
+                        .iter()
+                        .map(|&i| src.rows[i as usize].0)
+                        .filter(|r| matches!(r, IpRange::V6(..)) == v6)
+                        .flat_map(|r| r.to_cidrs()),
+                );
+                if nets.len() > before {
+                    break;
                 }
             }
-            return out;
         }
-        Vec::new()
+        nets.sort_by_key(|n| (matches!(n, IpNet::V6(_)), n.network(), n.prefix_len()));
+        nets.dedup();
+        // Drop prefixes contained in an earlier (covering) one.
+        let mut out: Vec<IpNet> = Vec::with_capacity(nets.len());
+        for n in nets {
+            if !out.last().is_some_and(|p: &IpNet| p.contains(&n)) {
+                out.push(n);
+            }
+        }
+        out
     }
 
     /// Geolocation (first database with a record).

@@ -5,7 +5,7 @@
 //! stored hash is compared in constant time so response timing leaks nothing.
 
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -20,7 +20,7 @@ pub enum KeyKind {
 }
 
 /// Freshly made credentials: shown once, then only their hashes remain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credentials {
     pub api_id: String,
     pub threat_key: String,

@@ -18,8 +18,18 @@ use support::*;
 
 /// Services with their share of traffic and a typical payload, roughly as
 /// HoneyDB's public service counts distribute them.
-const SERVICES: &[(&str, u32)] =
-    &[("SSH", 30), ("Telnet", 15), ("HTTP", 20), ("VNC", 10), ("Redis", 5), ("SIP", 5), ("SMB", 5), ("MySQL", 4), ("FTP", 3), ("DNS.udp", 3)];
+const SERVICES: &[(&str, u32)] = &[
+    ("SSH", 30),
+    ("Telnet", 15),
+    ("HTTP", 20),
+    ("VNC", 10),
+    ("Redis", 5),
+    ("SIP", 5),
+    ("SMB", 5),
+    ("MySQL", 4),
+    ("FTP", 3),
+    ("DNS.udp", 3),
+];
 
 fn pick_service(rng: &mut SmallRng) -> &'static str {
     let total: u32 = SERVICES.iter().map(|s| s.1).sum();
@@ -117,9 +127,21 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Loads `total` events through HTTP with `clients` parallel senders and
-/// batches of `batch`; returns events/s.
-fn http_load(server: &Server, creds: &Creds, total: usize, batch: usize, clients: usize, hosts: u32, spread: i64, gzip: bool) -> f64 {
+/// What an HTTP load sends: `total` events in batches of `batch` from
+/// `clients` parallel senders, from `hosts` addresses, dated over the last
+/// `spread` seconds.
+struct Load {
+    total: usize,
+    batch: usize,
+    clients: usize,
+    hosts: u32,
+    spread: i64,
+    gzip: bool,
+}
+
+/// Sends a load to the server; returns events/s.
+fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
+    let Load { total, batch, clients, hosts, spread, gzip } = load;
     eprintln!("generating {total} events...");
     let mut rng = SmallRng::seed_from_u64(7);
     let bodies: Vec<Vec<u8>> = (0..total.div_ceil(batch))
@@ -197,7 +219,8 @@ fn main() {
             let gzip = args.iter().any(|a| a == "--gzip");
             let creds = operator(dir.path());
             let server = Server::start(dir.path());
-            let rate = http_load(&server, &creds, total, batch, clients, 200_000, 86_400, gzip);
+            let spread = arg(&args, "--spread-secs", 60) as i64;
+            let rate = http_load(&server, &creds, Load { total, batch, clients, hosts: 200_000, spread, gzip });
             let pid = server.child.as_ref().unwrap().id();
             println!(
                 "ingest-http: {total} events, batch {batch}, {clients} clients, gzip {gzip}: {rate:.0} events/s; server peak RSS {} MiB",
@@ -251,7 +274,11 @@ fn main() {
             let parallel = arg(&args, "--parallel", 100);
             let creds = operator(dir.path());
             let mut server = Server::start(dir.path());
-            let rate = http_load(&server, &creds, total, 10_000, 2, hosts, 23 * 3600, false);
+            let rate = http_load(
+                &server,
+                &creds,
+                Load { total, batch: 10_000, clients: 2, hosts, spread: 23 * 3600, gzip: false },
+            );
             eprintln!("loaded at {rate:.0} events/s; restarting to measure the read path alone");
             server.stop();
             server.restart();
@@ -325,7 +352,11 @@ fn main() {
             let total = arg(&args, "--events", 20_000_000);
             let creds = operator(dir.path());
             let mut server = Server::start(dir.path());
-            let rate = http_load(&server, &creds, total, 10_000, 2, 1_000_000, 30 * 86_400, false);
+            let rate = http_load(
+                &server,
+                &creds,
+                Load { total, batch: 10_000, clients: 2, hosts: 1_000_000, spread: 30 * 86_400, gzip: false },
+            );
             eprintln!("loaded at {rate:.0} events/s");
             server.stop();
             server.restart();

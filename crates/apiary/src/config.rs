@@ -30,6 +30,21 @@ struct FileConfig {
     max_batch_events: Option<usize>,
     uncounted: Option<Vec<String>>,
     fsync: Option<bool>,
+    intel: Option<IntelSection>,
+}
+
+/// `[intel]`: IP-intelligence feeds (see `apiary_intel::IntelConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntelSection {
+    /// Last good copies and status files (default `<data_dir>/intel`).
+    state_dir: Option<PathBuf>,
+    /// Refuse a copy with fewer than this share of the previous entries.
+    min_ratio: Option<f64>,
+    /// How often the server looks for feeds whose refresh is due (seconds).
+    check_secs: Option<u64>,
+    #[serde(default)]
+    feeds: Vec<apiary_intel::FeedConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +55,11 @@ pub struct Settings {
     pub log_level: String,
     pub fsync: bool,
     pub api: apiary_api::ApiConfig,
+    /// IP-intelligence feeds; relative feed paths are resolved against the
+    /// config file's directory.
+    pub intel: apiary_intel::IntelConfig,
+    /// Seconds between the server's checks for due feed refreshes.
+    pub intel_check_secs: u64,
 }
 
 impl Settings {
@@ -48,9 +68,38 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        Ok(Self::build(file, global))
+    }
+
+    /// Settings for commands that read no server config (logging only).
+    pub fn logging_only(global: &GlobalArgs) -> Settings {
+        Self::build(FileConfig::default(), global)
+    }
+
+    fn build(file: FileConfig, global: &GlobalArgs) -> Settings {
         let defaults = apiary_api::ApiConfig::default();
-        Ok(Settings {
-            data_dir: global.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("apiary-data")),
+        let data_dir = global.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("apiary-data"));
+        let intel = file.intel.unwrap_or_default();
+        // Relative feed paths are relative to the config file, not the working directory.
+        let base = global.config.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let feeds = intel
+            .feeds
+            .into_iter()
+            .map(|mut f| {
+                if let Some(p) = f.path.as_mut().filter(|p| p.is_relative()) {
+                    *p = base.join(&*p);
+                }
+                f
+            })
+            .collect();
+        Settings {
+            intel: apiary_intel::IntelConfig {
+                state_dir: intel.state_dir.unwrap_or_else(|| data_dir.join("intel")),
+                min_ratio: intel.min_ratio.unwrap_or(0.5),
+                feeds,
+            },
+            intel_check_secs: intel.check_secs.unwrap_or(60).max(1),
+            data_dir,
             listen: file.listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
             log_format: global.log_format.or(file.log_format).unwrap_or_default(),
             log_level: file.log_level.unwrap_or_else(|| "info".into()),
@@ -65,7 +114,7 @@ impl Settings {
                 max_batch_events: file.max_batch_events.unwrap_or(defaults.max_batch_events),
                 uncounted: file.uncounted.unwrap_or(defaults.uncounted),
             },
-        })
+        }
     }
 
     pub fn store_options(&self) -> apiary_store::SqliteOptions {

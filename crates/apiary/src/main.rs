@@ -9,6 +9,17 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // The sensor reads its own config file, not the server's.
+    if let cli::Command::Sensor(args) = cli.command {
+        init_logging(&config::Settings::logging_only(&cli.global));
+        return match commands::sensor::run(args, &cli.global) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("apiary: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match config::Settings::load(&cli.global) {
         Ok(s) => s,
         Err(e) => {

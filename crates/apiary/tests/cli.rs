@@ -80,7 +80,14 @@ fn up_creates_an_operator_account_once_with_private_keys() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new(BIN)
-        .args(["--data-dir", dir.path().to_str().unwrap(), "up", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "up",
+            "--no-sensor",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("APIARY_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -107,4 +114,67 @@ fn up_creates_an_operator_account_once_with_private_keys() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("First run"));
+}
+
+#[test]
+fn up_runs_a_sensor_that_reports_to_the_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api_port, http_port) = (free_port(), free_port());
+    let sensor_toml = dir.path().join("sensor.toml");
+    std::fs::write(
+        &sensor_toml,
+        format!(
+            "state_dir = \"{}\"\n[delivery]\nstart_jitter_ms = 0\nflush_interval_ms = 200\n[services.http]\nport = {http_port}\n",
+            dir.path().join("sensor").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "up", "--listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--sensor-config", sensor_toml.to_str().unwrap()])
+        .env("APIARY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // An attacker's request to the sensor's HTTP service, by curl.
+    loop {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-A",
+                "apiary-test-agent",
+                &format!("http://127.0.0.1:{http_port}/wp-login.php"),
+            ])
+            .status()
+            .expect("curl is installed (scripts/install-test-deps)");
+        if out.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sensor HTTP did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("credentials.json")).unwrap()).unwrap();
+    let (id, key) = (creds["api_id"].as_str().unwrap(), creds["threat_key"].as_str().unwrap());
+    let url = format!("http://127.0.0.1:{api_port}/api/bad-hosts/HTTP");
+    loop {
+        let (_, hosts) = get_json(&url, id, key);
+        if hosts.as_array().is_some_and(|h| !h.is_empty()) {
+            assert_eq!(hosts[0]["remote_host"], "127.0.0.1");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sensor's events did not reach the platform");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let day = today();
+    let (_, page) =
+        get_json(&format!("http://127.0.0.1:{api_port}/api/sensor-data/mydata?sensor-data-date={day}"), id, key);
+    let kinds: std::collections::HashSet<_> =
+        page[0]["data"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
+    assert!(kinds.contains("CONNECT") && kinds.contains("RX"), "{kinds:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

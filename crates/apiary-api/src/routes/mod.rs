@@ -2,7 +2,9 @@
 //! `/honeydb/api` prefix; unknown paths and methods get JSON 404/405.
 
 mod ingest;
+mod intel;
 mod ip;
+mod netinfo;
 mod read;
 mod sensor_data;
 
@@ -34,8 +36,34 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/twitter-threat-feed", get(retired))
         .route("/twitter-threat-feed/{ip}", get(retired))
         .route("/sensor/events", post(ingest::events))
+        // IP intelligence (routes/netinfo.rs, routes/intel.rs).
+        .route("/netinfo/lookup/{ip}", get(netinfo::lookup))
+        .route("/lookup/{ip}", get(netinfo::lookup))
+        .route("/netinfo/geolocation/{ip}", get(netinfo::geolocation))
+        .route("/netinfo/as-name/{asn}", get(netinfo::as_name))
+        .route("/netinfo/prefixes/{asn}", get(netinfo::prefixes))
+        .route("/netinfo/network-addresses/{cidr}", get(netinfo::network_addresses_one))
+        .route("/netinfo/network-addresses/{addr}/{len}", get(netinfo::network_addresses_two))
+        .route("/asn/{asn}", get(netinfo::as_name))
+        .route("/asn/{asn}/prefixes", get(netinfo::prefixes))
+        .route("/ip/cidr/{cidr}", get(netinfo::network_addresses_one))
+        .route("/ip/cidr/{addr}/{len}", get(netinfo::network_addresses_two))
+        .route("/ip/{ip}", get(intel::ip))
+        .route("/ip/{ip}/geo", get(intel::ip_geo))
+        .route("/ip/{ip}/netinfo", get(intel::ip_netinfo))
+        .route("/ip/{ip}/threatinfo", get(intel::ip_threatinfo))
+        .route("/ip/{ip}/internet-scanner", get(intel::ip_internet_scanner))
+        .route("/ip/{ip}/cve", get(intel::ip_cve))
+        .route("/ip-context/{ip}", get(intel::ip_context))
+        .route("/ipinfo/{ip}", get(intel::ipinfo))
+        .route("/ipinfo/{source}/{ip}", get(intel::ipinfo_source))
+        .route("/internet-scanner/{ip}", get(intel::internet_scanner))
+        .route("/internet-scanner/info/{ip}", get(intel::internet_scanner_info))
+        .route("/datacenter/{provider}", get(intel::datacenter))
+        .route("/datacenter/{provider}/{sub}", get(intel::datacenter_sub))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route("/health", get(health))
+        .route("/attributions", get(intel::attributions))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);

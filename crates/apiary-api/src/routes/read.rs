@@ -145,12 +145,17 @@ pub(crate) async fn stats(State(state): State<AppState>, Query(q): Query<StatsQu
     })))
 }
 
-/// A sensor's country as HoneyDB names it; private addresses are
-/// `"Private IP"`. Country lookup arrives with IP intelligence.
-fn node_country(ip: Option<IpAddr>) -> String {
+/// A sensor's country as HoneyDB names it, from IP-intelligence geolocation;
+/// private addresses are `"Private IP"`, unknown ones `"Unknown"`.
+fn node_country(ip: Option<IpAddr>, intel: &apiary_intel::Intel) -> String {
     match ip {
         Some(ip) if is_private(ip) => "Private IP".into(),
-        _ => "Unknown".into(),
+        Some(ip) => intel
+            .geo(ip)
+            .and_then(|g| g.country_name.or_else(|| g.country_iso.and_then(apiary_intel::country::country_name)))
+            .unwrap_or("Unknown")
+            .into(),
+        None => "Unknown".into(),
     }
 }
 
@@ -171,10 +176,11 @@ async fn nodes_answer(state: &AppState, owner: Option<i64>) -> Result<Json<Value
     let rows = state.with_store(move |s| s.nodes(since, owner)).await?;
     // One node id reported under two accounts is still one sensor to show.
     let mut seen = HashMap::new();
+    let intel = state.intel();
     let list = rows
         .into_iter()
         .filter(|n| seen.insert(n.node.clone(), ()).is_none())
-        .map(|n| json!({"node": n.node, "country": node_country(n.public_ip)}))
+        .map(|n| json!({"node": n.node, "country": node_country(n.public_ip, &intel)}))
         .collect();
     Ok(Json(Value::Array(list)))
 }
@@ -188,4 +194,27 @@ pub(crate) async fn nodes_mine(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     nodes_answer(&state, Some(caller.account.id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_country_comes_from_geolocation() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/geo/maxmind/test-data/GeoIP2-City-Test.mmdb"
+        );
+        let db = apiary_intel::parse::mmdb::GeoDb::from_bytes(std::fs::read(path).expect("fixture")).expect("mmdb");
+        let intel = apiary_intel::Intel::builder().geo(std::sync::Arc::new(db)).build();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        assert_eq!(node_country(ip("81.2.69.160"), &intel), "United Kingdom");
+        assert_eq!(node_country(ip("2001:480:10::1"), &intel), "United States");
+        assert_eq!(node_country(ip("10.0.0.1"), &intel), "Private IP");
+        assert_eq!(node_country(ip("fd00::1"), &intel), "Private IP");
+        assert_eq!(node_country(ip("8.8.8.8"), &intel), "Unknown");
+        assert_eq!(node_country(None, &intel), "Unknown");
+        assert_eq!(node_country(ip("81.2.69.160"), &apiary_intel::Intel::default()), "Unknown");
+    }
 }

@@ -7,6 +7,7 @@
 //! the process being killed (`kill -9`); surviving power loss as well needs
 //! `synchronous=FULL` ([`SqliteOptions::fsync`]).
 
+mod block;
 mod pool;
 mod schema;
 mod writer;
@@ -18,7 +19,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use apiary_model::time::{hour_number, month_number};
-use apiary_model::{Event, EventKind, Protocol};
+use apiary_model::Event;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::accounts::{generate_credentials, generate_key, hash_key, key_matches, Credentials, KeyKind};
@@ -335,36 +336,20 @@ impl Store for SqliteStore {
 
     fn sensor_data(&self, day: i64, owner: Option<AccountId>, after_id: i64, limit: usize) -> Result<Vec<StoredEvent>> {
         let conn = self.readers.get()?;
-        let sql_all = "SELECT e.id, e.ts_ms, e.session, e.protocol, e.kind, e.service, e.remote_host, e.remote_port,
-                e.local_host, e.local_port, e.data, n.node
-            FROM events e JOIN nodes n ON n.id = e.node
-            WHERE e.day = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3";
-        let sql_owner = "SELECT e.id, e.ts_ms, e.session, e.protocol, e.kind, e.service, e.remote_host, e.remote_port,
-                e.local_host, e.local_port, e.data, n.node
-            FROM events e JOIN nodes n ON n.id = e.node
-            WHERE e.owner = ?4 AND e.day = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3";
-        let map = |r: &Row| {
-            Ok(StoredEvent {
-                id: r.get(0)?,
-                ts_ms: r.get(1)?,
-                session: r.get(2)?,
-                protocol: Protocol::from_code(r.get(3)?).unwrap_or(Protocol::Tcp),
-                kind: EventKind::from_code(r.get(4)?).unwrap_or(EventKind::Info),
-                service: r.get(5)?,
-                remote_host: r.get(6)?,
-                remote_port: r.get(7)?,
-                local_host: r.get(8)?,
-                local_port: r.get(9)?,
-                data: r.get(10)?,
-                node: r.get(11)?,
-            })
-        };
-        let limit = limit as i64;
-        let rows: rusqlite::Result<Vec<StoredEvent>> = match owner {
-            None => conn.prepare_cached(sql_all)?.query_map(params![day, after_id, limit], map)?.collect(),
-            Some(o) => conn.prepare_cached(sql_owner)?.query_map(params![day, after_id, limit, o], map)?.collect(),
-        };
-        rows.map_err(StoreError::from)
+        let mut st = conn.prepare_cached(match owner {
+            None => "SELECT first_id, data FROM event_blocks WHERE day = ?1 AND last_id > ?2 AND ?3 IS NULL ORDER BY last_id",
+            Some(_) => "SELECT first_id, data FROM event_blocks WHERE owner = ?3 AND day = ?1 AND last_id > ?2 ORDER BY last_id",
+        })?;
+        let mut rows = st.query(params![day, after_id, owner])?;
+        let mut out = Vec::with_capacity(limit.min(1000));
+        while out.len() < limit {
+            let Some(row) = rows.next()? else { break };
+            let first_id: i64 = row.get(0)?;
+            let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            block::decode(first_id, data, after_id, limit, &mut out)
+                .map_err(|e| StoreError::Invalid(format!("block {first_id}: {e}")))?;
+        }
+        Ok(out)
     }
 
     fn sensor_data_count(&self, day: i64, owner: Option<AccountId>) -> Result<u64> {
@@ -419,19 +404,28 @@ impl Store for SqliteStore {
 
     fn ip_history(&self, ip: IpAddr) -> Result<Vec<IpHistoryRow>> {
         let conn = self.readers.get()?;
-        let mut st =
-            conn.prepare_cached("SELECT day, service, count FROM ip_day WHERE host = ?1 ORDER BY day, service")?;
         let host = apiary_model::canonical_ip(ip).to_string();
-        let rows = st.query_map([host], |r| {
-            Ok(IpHistoryRow { day: r.get(0)?, service: r.get(1)?, event_count: r.get::<_, i64>(2)? as u64 })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let days: Vec<i64> = conn
+            .prepare_cached("SELECT day FROM days ORDER BY day")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut st =
+            conn.prepare_cached("SELECT service, count FROM ip_day WHERE day = ?1 AND host = ?2 ORDER BY service")?;
+        let mut rows = Vec::new();
+        for day in days {
+            for row in st.query_map(params![day, host], |r| {
+                Ok(IpHistoryRow { day, service: r.get(0)?, event_count: r.get::<_, i64>(1)? as u64 })
+            })? {
+                rows.push(row?);
+            }
+        }
+        Ok(rows)
     }
 
     fn prune_events(&self, before_day: i64) -> Result<u64> {
         let mut total = 0;
         loop {
-            let n = self.write(move |conn| writer::prune_chunk(conn, before_day, 5_000))?;
+            let n = self.write(move |conn| writer::prune_chunk(conn, before_day, 20_000))?;
             total += n;
             if n == 0 {
                 return Ok(total);

@@ -41,30 +41,27 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (owner, node)
     );
 
-    -- Raw events. `id` is assigned by the writer from meta.event_hwm, so it
-    -- only ever increases, even after pruning. `uid` is a hash of the
-    -- sensor-assigned id that makes re-delivery idempotent; keying it with
-    -- ts_ms keeps the index append-mostly.
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY,
-        uid INTEGER NOT NULL,
-        ts_ms INTEGER NOT NULL,
+    -- Raw events, in blocks of up to 1000 consecutive events of one account
+    -- and day (see block.rs). Event ids are assigned by the writer from
+    -- meta.event_hwm, so they only ever increase, even after pruning; a
+    -- block holds ids first_id..=last_id.
+    CREATE TABLE event_blocks (
+        first_id INTEGER PRIMARY KEY,
+        last_id INTEGER NOT NULL,
         day INTEGER NOT NULL,
         owner INTEGER NOT NULL,
-        node INTEGER NOT NULL,
-        session TEXT NOT NULL,
-        protocol INTEGER NOT NULL,
-        kind INTEGER NOT NULL,
-        service TEXT NOT NULL,
-        local_host TEXT NOT NULL,
-        local_port INTEGER NOT NULL,
-        remote_host TEXT NOT NULL,
-        remote_port INTEGER NOT NULL,
+        count INTEGER NOT NULL,
         data BLOB NOT NULL
     );
-    CREATE UNIQUE INDEX events_uid ON events (ts_ms, uid);
-    CREATE INDEX events_day ON events (day, id);
-    CREATE INDEX events_owner_day ON events (owner, day, id);
+    CREATE INDEX event_blocks_day ON event_blocks (day, last_id);
+    CREATE INDEX event_blocks_owner ON event_blocks (owner, day, last_id);
+    -- One row per stored event: a hash of its sensor-assigned id, which makes
+    -- re-delivery idempotent. Keyed by account first (no tenant can collide
+    -- with another's events) and by time, so inserts are append-mostly.
+    CREATE TABLE event_uids (
+        owner INTEGER NOT NULL, ts_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
+        PRIMARY KEY (owner, ts_ms, uid)
+    ) WITHOUT ROWID;
 
     -- Rollups, maintained in the ingest transaction.
     CREATE TABLE host_hour_all (
@@ -81,10 +78,14 @@ const MIGRATIONS: &[&str] = &[
         hour INTEGER NOT NULL, service TEXT NOT NULL, owner INTEGER NOT NULL, count INTEGER NOT NULL,
         PRIMARY KEY (hour, service, owner)
     ) WITHOUT ROWID;
+    -- Keyed day first so that a day's inserts stay in one small region of
+    -- the tree (host first would scatter them over all history); an IP's
+    -- history is read with one seek per day listed in `days`.
     CREATE TABLE ip_day (
-        host TEXT NOT NULL, day INTEGER NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
-        PRIMARY KEY (host, day, service)
+        day INTEGER NOT NULL, host TEXT NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (day, host, service)
     ) WITHOUT ROWID;
+    CREATE TABLE days (day INTEGER PRIMARY KEY);
     CREATE TABLE day_owner (
         day INTEGER NOT NULL, owner INTEGER NOT NULL, count INTEGER NOT NULL,
         PRIMARY KEY (day, owner)

@@ -6,14 +6,17 @@
 //! HTTP requests share one fsync-free WAL commit, and each caller is answered
 //! only after the commit that made its events durable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use apiary_model::time::{day_number, hour_number, month_number};
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
+
+use super::block::{self, MAX_BLOCK_EVENTS};
 
 use crate::types::{AccountId, IngestOutcome};
 use crate::{Result, StoreError};
@@ -116,20 +119,24 @@ pub(crate) fn event_uid(owner: AccountId, node: &str, id: &str) -> i64 {
     i64::from_le_bytes(first)
 }
 
+/// Rollup increments of one transaction, merged per key before writing so
+/// that a host seen a thousand times in a batch costs one upsert, not a
+/// thousand.
 #[derive(Default)]
 struct Rollups<'a> {
-    host_hour_all: HashMap<(i64, String), (u64, i64)>,
-    host_hour: HashMap<(&'a str, i64, String, AccountId), (u64, i64)>,
-    service_hour: HashMap<(i64, &'a str, AccountId), u64>,
-    ip_day: HashMap<(String, i64, &'a str), u64>,
-    day_owner: HashMap<(i64, AccountId), u64>,
-    month_events: HashMap<i64, u64>,
-    month_service: HashMap<(i64, &'a str), u64>,
-    month_host: HashMap<(i64, String), ()>,
+    host_hour_all: FxHashMap<(i64, IpAddr), (u64, i64)>,
+    host_hour: FxHashMap<(&'a str, i64, IpAddr, AccountId), (u64, i64)>,
+    service_hour: FxHashMap<(i64, &'a str, AccountId), u64>,
+    ip_day: FxHashMap<(i64, IpAddr, &'a str), u64>,
+    day_owner: FxHashMap<(i64, AccountId), u64>,
+    month_events: FxHashMap<i64, u64>,
+    month_service: FxHashMap<(i64, &'a str), u64>,
+    month_host: FxHashMap<(i64, IpAddr), ()>,
 }
 
 impl<'a> Rollups<'a> {
-    fn add(&mut self, owner: AccountId, e: &'a Event, host: &str) {
+    fn add(&mut self, owner: AccountId, e: &'a Event) {
+        let host = e.remote_host;
         let hour = hour_number(e.ts_ms);
         let day = day_number(e.ts_ms);
         let month = month_number(e.ts_ms);
@@ -137,14 +144,14 @@ impl<'a> Rollups<'a> {
             v.0 += 1;
             v.1 = v.1.max(e.ts_ms);
         };
-        bump(self.host_hour_all.entry((hour, host.to_owned())).or_default());
-        bump(self.host_hour.entry((e.service.as_str(), hour, host.to_owned(), owner)).or_default());
+        bump(self.host_hour_all.entry((hour, host)).or_default());
+        bump(self.host_hour.entry((e.service.as_str(), hour, host, owner)).or_default());
         *self.service_hour.entry((hour, e.service.as_str(), owner)).or_default() += 1;
-        *self.ip_day.entry((host.to_owned(), day, e.service.as_str())).or_default() += 1;
+        *self.ip_day.entry((day, host, e.service.as_str())).or_default() += 1;
         *self.day_owner.entry((day, owner)).or_default() += 1;
         *self.month_events.entry(month).or_default() += 1;
         *self.month_service.entry((month, e.service.as_str())).or_default() += 1;
-        self.month_host.entry((month, host.to_owned())).or_default();
+        self.month_host.entry((month, host)).or_default();
     }
 
     fn write(self, tx: &Transaction) -> Result<()> {
@@ -153,14 +160,14 @@ impl<'a> Rollups<'a> {
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
         )?;
         for ((hour, host), (count, last)) in &self.host_hour_all {
-            st.execute(params![hour, host, *count as i64, last])?;
+            st.execute(params![hour, host.to_string(), *count as i64, last])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO host_hour (service, hour, host, owner, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
         )?;
         for ((service, hour, host, owner), (count, last)) in &self.host_hour {
-            st.execute(params![service, hour, host, owner, *count as i64, last])?;
+            st.execute(params![service, hour, host.to_string(), owner, *count as i64, last])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO service_hour (hour, service, owner, count) VALUES (?1, ?2, ?3, ?4)
@@ -170,11 +177,19 @@ impl<'a> Rollups<'a> {
             st.execute(params![hour, service, owner, *count as i64])?;
         }
         let mut st = tx.prepare_cached(
-            "INSERT INTO ip_day (host, day, service, count) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO ip_day (day, host, service, count) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET count = count + excluded.count",
         )?;
-        for ((host, day, service), count) in &self.ip_day {
-            st.execute(params![host, day, service, *count as i64])?;
+        let mut days = Vec::new();
+        for ((day, host, service), count) in &self.ip_day {
+            st.execute(params![day, host.to_string(), service, *count as i64])?;
+            if !days.contains(day) {
+                days.push(*day);
+            }
+        }
+        let mut st = tx.prepare_cached("INSERT OR IGNORE INTO days (day) VALUES (?1)")?;
+        for day in days {
+            st.execute([day])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO day_owner (day, owner, count) VALUES (?1, ?2, ?3)
@@ -186,7 +201,7 @@ impl<'a> Rollups<'a> {
         let mut new_hosts: HashMap<i64, i64> = HashMap::new();
         let mut st = tx.prepare_cached("INSERT OR IGNORE INTO month_host (month, host) VALUES (?1, ?2)")?;
         for (month, host) in self.month_host.keys() {
-            *new_hosts.entry(*month).or_default() += st.execute(params![month, host])? as i64;
+            *new_hosts.entry(*month).or_default() += st.execute(params![month, host.to_string()])? as i64;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO month_stats (month, events, hosts) VALUES (?1, ?2, ?3)
@@ -223,48 +238,33 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 fn ingest_batch(conn: &mut Connection, nodes: &mut NodeCache, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
-    let mut next_id = hwm + 1;
     let mut rollups = Rollups::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
+    // New events by (account, day), in arrival order: each group becomes
+    // blocks of consecutive ids.
+    let mut fresh: BTreeMap<(AccountId, i64), Vec<&Event>> = BTreeMap::new();
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (id, uid, ts_ms, day, owner, node, session, protocol, kind, service,
-                local_host, local_port, remote_host, remote_port, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?;
+        let mut claim =
+            tx.prepare_cached("INSERT OR IGNORE INTO event_uids (owner, ts_ms, uid) VALUES (?1, ?2, ?3)")?;
         let mut touch = tx.prepare_cached(
             "UPDATE nodes SET last_seen_ms = max(last_seen_ms, ?2), public_ip = coalesce(?3, public_ip) WHERE id = ?1",
         )?;
         for job in jobs {
             let mut outcome = IngestOutcome::default();
             let mut touched: Vec<i64> = Vec::new();
+            let mut last_node: Option<&str> = None;
             for e in &job.events {
-                let node = node_row(&tx, nodes, job.owner, &e.node, job.now_ms)?;
-                if !touched.contains(&node) {
-                    touched.push(node);
+                if last_node != Some(e.node.as_str()) {
+                    let node = node_row(&tx, nodes, job.owner, &e.node, job.now_ms)?;
+                    if !touched.contains(&node) {
+                        touched.push(node);
+                    }
+                    last_node = Some(e.node.as_str());
                 }
-                let host = e.remote_host.to_string();
-                let stored = insert.execute(params![
-                    next_id,
-                    event_uid(job.owner, &e.node, &e.id),
-                    e.ts_ms,
-                    day_number(e.ts_ms),
-                    job.owner,
-                    node,
-                    e.session,
-                    e.protocol.code(),
-                    e.kind.code(),
-                    e.service,
-                    e.local_host.to_string(),
-                    e.local_port,
-                    host,
-                    e.remote_port,
-                    e.data,
-                ])?;
-                if stored == 1 {
-                    next_id += 1;
+                if claim.execute(params![job.owner, e.ts_ms, event_uid(job.owner, &e.node, &e.id)])? == 1 {
                     outcome.accepted += 1;
-                    rollups.add(job.owner, e, &host);
+                    rollups.add(job.owner, e);
+                    fresh.entry((job.owner, day_number(e.ts_ms))).or_default().push(e);
                 } else {
                     outcome.duplicates += 1;
                 }
@@ -275,24 +275,50 @@ fn ingest_batch(conn: &mut Connection, nodes: &mut NodeCache, jobs: &[IngestJob]
             }
             outcomes.push(outcome);
         }
+        let mut store_block = tx.prepare_cached(
+            "INSERT INTO event_blocks (first_id, last_id, day, owner, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut next_id = hwm + 1;
+        for ((owner, day), events) in &fresh {
+            for chunk in events.chunks(MAX_BLOCK_EVENTS) {
+                let last_id = next_id + chunk.len() as i64 - 1;
+                let data = block::encode(chunk.iter().copied());
+                store_block.execute(params![next_id, last_id, day, owner, chunk.len() as i64, data])?;
+                next_id = last_id + 1;
+            }
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
     rollups.write(&tx)?;
-    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     tx.commit()?;
     Ok(outcomes)
 }
 
-/// Deletes up to `limit` raw events of days before `before_day`; returns how
-/// many went. Also drops those days' raw-event counts, so that
-/// `/sensor-data/count` always agrees with what `/sensor-data` can page.
+/// Deletes up to `limit` blocks of raw events of days before `before_day`,
+/// then (once no such block is left) the idempotency keys and raw-event
+/// counts of those days, also in steps; returns how many rows went, 0 when
+/// nothing is left to prune. Dropping the counts keeps `/sensor-data/count`
+/// in agreement with what `/sensor-data` can page.
 pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) -> Result<u64> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let n = tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE day < ?1 ORDER BY day LIMIT ?2)",
-        params![before_day, limit as i64],
+    let mut n = tx.execute(
+        "DELETE FROM event_blocks WHERE first_id IN (SELECT first_id FROM event_blocks WHERE day < ?1 LIMIT ?2)",
+        params![before_day, (limit / MAX_BLOCK_EVENTS).max(1) as i64],
     )?;
     if n == 0 {
-        tx.execute("DELETE FROM day_owner WHERE day < ?1", [before_day])?;
+        let cutoff_ms = before_day * apiary_model::time::MS_PER_DAY;
+        let owners: Vec<i64> =
+            tx.prepare("SELECT id FROM accounts")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for owner in owners {
+            n += tx.execute(
+                "DELETE FROM event_uids WHERE (owner, ts_ms, uid) IN
+                   (SELECT owner, ts_ms, uid FROM event_uids WHERE owner = ?1 AND ts_ms < ?2 LIMIT ?3)",
+                params![owner, cutoff_ms, limit as i64],
+            )?;
+        }
+        if n == 0 {
+            tx.execute("DELETE FROM day_owner WHERE day < ?1", [before_day])?;
+        }
     }
     tx.commit()?;
     Ok(n as u64)

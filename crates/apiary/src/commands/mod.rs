@@ -1,5 +1,7 @@
 mod account;
+pub mod feeds;
 mod ingest;
+pub mod sensor;
 mod serve;
 mod up;
 
@@ -17,6 +19,8 @@ pub fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args, settings),
         Command::Account(cmd) => account::run(cmd, &settings),
         Command::Ingest(args) => ingest::run(args, &settings),
+        Command::Feeds(cmd) => feeds::run(cmd, &settings),
+        Command::Sensor(_) => unreachable!("handled in main before settings are loaded"),
     }
 }
 

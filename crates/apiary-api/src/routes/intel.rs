@@ -1,0 +1,313 @@
+//! IP context, lists, internet scanners and data centres (spec "IP context" and
+//! "Lists: ipinfo, internet scanners, datacenters"), answered from the
+//! IP-intelligence snapshot in memory plus the store's IP history.
+//!
+//! Missing sources: HoneyDB's fixed shapes (`/ipinfo`, `/internet-scanner`,
+//! `/ip-context`, `/ip/{ip}/<view>`) name them in the `x-apiary-missing-sources`
+//! header; `/ip/{ip}`, whose shape is ours, also has a `missing_sources` member.
+
+use std::net::IpAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use apiary_intel::intel::{STANDARD_CLOUD_PROVIDERS, STANDARD_THREAT_LISTS};
+use apiary_intel::{Geo, Intel};
+use apiary_model::time::day_string;
+
+use super::ip::parse_ip;
+use super::netinfo::{answer, geolocation_of, missing, Lookup};
+use crate::{ApiError, AppState};
+
+/// Sources `/ipinfo` consults (bogons are built in, never missing).
+const IPINFO_SOURCES: &[&str] = &["tor", "threat:"];
+
+/// A 404 that says what was not found (the JSON error shape).
+fn not_found(message: String) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "status": message }))).into_response()
+}
+
+/// `is_<name>` with `-` as `_` (`et-compromised` → `is_et_compromised`).
+fn is_key(name: &str) -> String {
+    format!("is_{}", name.replace('-', "_"))
+}
+
+/// `/ipinfo/{ip}`: `{"is_bogon","is_tor","is_threat","threat_lists":{"is_sansip",...}}`.
+/// The seven HoneyDB lists always appear (false when not loaded, see the
+/// missing-sources header); operator-configured extra lists follow them.
+fn ipinfo_of(intel: &Intel, ip: IpAddr) -> Value {
+    let on = intel.threat_lists_of(ip);
+    let mut lists = Map::new();
+    for name in STANDARD_THREAT_LISTS {
+        lists.insert(is_key(name), Value::Bool(on.contains(&name)));
+    }
+    for name in intel.threat_list_names() {
+        if !STANDARD_THREAT_LISTS.contains(&name) {
+            lists.insert(is_key(name), Value::Bool(on.contains(&name)));
+        }
+    }
+    json!({
+        "is_bogon": intel.is_bogon(ip),
+        "is_tor": intel.is_tor(ip),
+        "is_threat": !on.is_empty(),
+        "threat_lists": lists,
+    })
+}
+
+/// `/internet-scanner/info/{ip}`.
+fn scanner_info_of(intel: &Intel, ip: IpAddr) -> Value {
+    match intel.scanner(ip) {
+        Some(hit) => json!({
+            "domain": hit.info.domain,
+            "name": hit.info.name,
+            "url": hit.info.url,
+            "published_ip_list": hit.info.published_ip_list,
+            "internet_scanner": true,
+        }),
+        None => json!({"internet_scanner": false}),
+    }
+}
+
+/// The cloud provider of an address, for `/ip/{ip}`: `null` when none.
+fn datacenter_of(intel: &Intel, ip: IpAddr) -> Value {
+    match intel.cloud(ip) {
+        Some(hit) => json!({
+            "provider": hit.provider,
+            "prefix": hit.prefix.net.to_string(),
+            "region": hit.prefix.region,
+            "service": hit.prefix.service,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// `[{"date","service","event_count"}]` (strings), as `/ip/{ip}/history`.
+async fn history_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
+    let rows = state.with_store(move |s| s.ip_history(ip)).await?;
+    Ok(Value::Array(
+        rows.into_iter()
+            .map(|r| json!({"date": day_string(r.day), "service": r.service, "event_count": r.event_count.to_string()}))
+            .collect(),
+    ))
+}
+
+/// `/ip/{ip}`: every view in one object.
+#[derive(Serialize)]
+struct IpContext<'a> {
+    ip: IpAddr,
+    netinfo: Lookup<'a>,
+    geo: Geo<'a>,
+    threatinfo: Value,
+    internet_scanner: Value,
+    datacenter: Value,
+    history: Value,
+    /// CVE sightings arrive with the CVE issue; until then always `[]`.
+    cve: Value,
+    missing_sources: Vec<String>,
+}
+
+pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
+    let ip = parse_ip(&ip)?;
+    let history = history_of(&state, ip).await?;
+    let intel = state.intel();
+    let missing = intel.missing().to_vec();
+    let body = IpContext {
+        ip,
+        netinfo: Lookup::of(&intel, ip),
+        geo: geolocation_of(&intel, ip),
+        threatinfo: ipinfo_of(&intel, ip),
+        internet_scanner: scanner_info_of(&intel, ip),
+        datacenter: datacenter_of(&intel, ip),
+        history,
+        cve: json!([]),
+        missing_sources: missing.clone(),
+    };
+    Ok(answer(body, &missing))
+}
+
+pub(crate) async fn ip_geo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
+    super::netinfo::geolocation(State(state), Path(ip)).await
+}
+
+pub(crate) async fn ip_netinfo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
+    super::netinfo::lookup(State(state), Path(ip)).await
+}
+
+pub(crate) async fn ip_threatinfo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
+    ipinfo(State(state), Path(ip)).await
+}
+
+pub(crate) async fn ip_internet_scanner(
+    State(state): State<AppState>,
+    Path(ip): Path<String>,
+) -> Result<Response, ApiError> {
+    internet_scanner_info(State(state), Path(ip)).await
+}
+
+/// `/ip/{ip}/cve`: `[]` until CVE sightings are recorded (the CVE issue).
+pub(crate) async fn ip_cve(Path(ip): Path<String>) -> Result<Json<Value>, ApiError> {
+    parse_ip(&ip)?;
+    Ok(Json(json!([])))
+}
+
+/// `/ip-context/{ip}` (legacy): `{"network_info","threat_info","internet_scanner":bool,"ip_history"}`.
+pub(crate) async fn ip_context(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
+    let ip = parse_ip(&ip)?;
+    let history = history_of(&state, ip).await?;
+    let intel = state.intel();
+    #[derive(Serialize)]
+    struct Legacy<'a> {
+        network_info: Lookup<'a>,
+        threat_info: Value,
+        internet_scanner: bool,
+        ip_history: Value,
+    }
+    let body = Legacy {
+        network_info: Lookup::of(&intel, ip),
+        threat_info: ipinfo_of(&intel, ip),
+        internet_scanner: intel.scanner(ip).is_some(),
+        ip_history: history,
+    };
+    Ok(answer(body, &missing(&intel, &["asn", "geo", "tor", "threat:", "scanners"])))
+}
+
+pub(crate) async fn ipinfo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
+    let ip = parse_ip(&ip)?;
+    let intel = state.intel();
+    Ok(answer(ipinfo_of(&intel, ip), &missing(&intel, IPINFO_SOURCES)))
+}
+
+/// `/ipinfo/{source}/{ip}` → `{"is_<source>": bool}`. `source` is one of HoneyDB's
+/// nine or an operator-configured threat list; anything else is a 404.
+pub(crate) async fn ipinfo_source(
+    State(state): State<AppState>,
+    Path((source, ip)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let intel = state.intel();
+    let known = matches!(source.as_str(), "bogon" | "tor")
+        || STANDARD_THREAT_LISTS.contains(&source.as_str())
+        || intel.threat_list_names().any(|n| n == source);
+    if !known {
+        return Ok(not_found(format!(
+            "Unknown ipinfo source {source:?}; expected one of bogon, tor, {}",
+            STANDARD_THREAT_LISTS.join(", ")
+        )));
+    }
+    let ip = parse_ip(&ip)?;
+    let (value, miss) = match source.as_str() {
+        "bogon" => (intel.is_bogon(ip), Vec::new()),
+        "tor" => (intel.is_tor(ip), missing(&intel, &["tor"])),
+        list => (intel.on_list(list, ip).unwrap_or(false), missing(&intel, &[&format!("threat:{list}")])),
+    };
+    let mut body = Map::new();
+    body.insert(is_key(&source), Value::Bool(value));
+    Ok(answer(body, &miss))
+}
+
+pub(crate) async fn internet_scanner(
+    State(state): State<AppState>,
+    Path(ip): Path<String>,
+) -> Result<Response, ApiError> {
+    let ip = parse_ip(&ip)?;
+    let intel = state.intel();
+    Ok(answer(json!({"internet_scanner": intel.scanner(ip).is_some()}), &missing(&intel, &["scanners"])))
+}
+
+pub(crate) async fn internet_scanner_info(
+    State(state): State<AppState>,
+    Path(ip): Path<String>,
+) -> Result<Response, ApiError> {
+    let ip = parse_ip(&ip)?;
+    let intel = state.intel();
+    Ok(answer(scanner_info_of(&intel, ip), &missing(&intel, &["scanners"])))
+}
+
+/// `/datacenter/{provider}` → `[{"prefix":"3.5.140.0/22","region":"ap-northeast-2","service":"AMAZON"}]`,
+/// in the provider file's order, `region`/`service` `null` where the source has none.
+/// A known provider whose feed is not loaded is `200 []` (header names it);
+/// an unknown provider is a 404.
+fn datacenter_answer(state: &AppState, provider: &str) -> Result<Response, ApiError> {
+    let intel = state.intel();
+    let loaded = intel.cloud_prefixes(provider);
+    if loaded.is_none() && !STANDARD_CLOUD_PROVIDERS.contains(&provider) {
+        return Ok(not_found(format!(
+            "Unknown datacenter provider {provider:?}; expected one of {}",
+            STANDARD_CLOUD_PROVIDERS.join(", ")
+        )));
+    }
+    let rows: Vec<Value> = loaded
+        .map(|c| {
+            c.prefixes
+                .iter()
+                .map(|p| json!({"prefix": p.net.to_string(), "region": p.region, "service": p.service}))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(answer(rows, &missing(&intel, &[&format!("cloud:{provider}")])))
+}
+
+pub(crate) async fn datacenter(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+) -> Result<Response, ApiError> {
+    datacenter_answer(&state, &provider)
+}
+
+/// `/datacenter/azure/china` and the other sub-providers (literal slash).
+pub(crate) async fn datacenter_sub(
+    State(state): State<AppState>,
+    Path((provider, sub)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    datacenter_answer(&state, &format!("{provider}/{sub}"))
+}
+
+/// `/attributions` (no credentials needed): what the data licences require us to show.
+pub(crate) async fn attributions(State(state): State<AppState>) -> Json<Value> {
+    let intel = state.intel();
+    Json(json!({
+        "attributions": ATTRIBUTIONS.iter().map(|(source, licence, text, url)| json!({
+            "source": source, "license": licence, "attribution": text, "url": url,
+        })).collect::<Vec<_>>(),
+        "loaded_sources": intel.versions(),
+    }))
+}
+
+/// `(source, licence, required attribution, URL)`.
+pub const ATTRIBUTIONS: &[(&str, &str, &str, &str)] = &[
+    ("DB-IP Lite", "CC BY 4.0", "IP Geolocation by DB-IP", "https://db-ip.com"),
+    (
+        "MaxMind GeoLite2",
+        "GeoLite2 End User License Agreement",
+        "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com.",
+        "https://www.maxmind.com",
+    ),
+    (
+        "ip-location-db",
+        "per database: CC BY 4.0 (DB-IP), CC0 (geo-whois-asn-country), Routeviews/NRO terms (asn)",
+        "IP data from ip-location-db by sapics",
+        "https://github.com/sapics/ip-location-db",
+    ),
+    ("iptoasn", "Public Domain (PDDL)", "IP to ASN data from iptoasn.com", "https://iptoasn.com"),
+    (
+        "Emerging Threats compromised IPs",
+        "BSD",
+        "Copyright (c) 2003-2024, Emerging Threats. All rights reserved. Redistributed under the ET BSD licence.",
+        "https://rules.emergingthreats.net",
+    ),
+    (
+        "IANA special-purpose address registries",
+        "IANA public registry",
+        "IANA IPv4 and IPv6 Special-Purpose Address Registries",
+        "https://www.iana.org/assignments/iana-ipv4-special-registry",
+    ),
+    (
+        "MISP warning lists",
+        "CC0 1.0",
+        "Internet-scanner ranges from the MISP warning lists",
+        "https://github.com/MISP/misp-warninglists",
+    ),
+];

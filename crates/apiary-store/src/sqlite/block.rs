@@ -1,0 +1,249 @@
+//! The on-disk encoding of a block of raw events.
+//!
+//! Raw events are stored in blocks of up to [`MAX_BLOCK_EVENTS`] consecutive
+//! events of one account and one day, one row per block: a row per event
+//! would cost several B-tree inserts per event (table plus indexes), a block
+//! costs them once per thousand events. Event ids inside a block are
+//! contiguous (`first_id + position`), so they are not stored.
+//!
+//! The format is a sequence of records of varints and length-prefixed byte
+//! strings. Decoding never trusts the bytes: a malformed block is an error,
+//! never a panic or an unbounded allocation.
+
+use std::net::IpAddr;
+
+use apiary_model::{Event, EventKind, Protocol};
+
+use crate::types::StoredEvent;
+
+/// Most events in one block: a page of `/sensor-data` (1000 events) then
+/// decodes at most two blocks.
+pub(crate) const MAX_BLOCK_EVENTS: usize = 1000;
+
+const FORMAT_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt event block: {0}")]
+pub(crate) struct CorruptBlock(&'static str);
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push(4);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(6);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Encodes events (all of one account and day, in id order).
+pub(crate) fn encode<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    out.push(FORMAT_VERSION);
+    let mut prev_ts = 0i64;
+    for e in events {
+        put_varint(&mut out, zigzag(e.ts_ms - prev_ts));
+        prev_ts = e.ts_ms;
+        out.push(e.protocol.code());
+        out.push(e.kind.code());
+        put_bytes(&mut out, e.session.as_bytes());
+        put_bytes(&mut out, e.service.as_bytes());
+        put_bytes(&mut out, e.node.as_bytes());
+        put_ip(&mut out, e.remote_host);
+        put_varint(&mut out, u64::from(e.remote_port));
+        put_ip(&mut out, e.local_host);
+        put_varint(&mut out, u64::from(e.local_port));
+        put_bytes(&mut out, &e.data);
+    }
+    out
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, CorruptBlock> {
+        let (&b, rest) = self.buf.split_first().ok_or(CorruptBlock("truncated"))?;
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, CorruptBlock> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CorruptBlock("varint too long"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], CorruptBlock> {
+        let len = usize::try_from(self.varint()?).map_err(|_| CorruptBlock("length"))?;
+        if len > self.buf.len() {
+            return Err(CorruptBlock("length past end"));
+        }
+        let (b, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn text(&mut self) -> Result<String, CorruptBlock> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| CorruptBlock("text is not UTF-8"))
+    }
+
+    fn ip(&mut self) -> Result<IpAddr, CorruptBlock> {
+        match self.byte()? {
+            4 => {
+                let b = self.fixed::<4>()?;
+                Ok(IpAddr::from(b))
+            }
+            6 => {
+                let b = self.fixed::<16>()?;
+                Ok(IpAddr::from(b))
+            }
+            _ => Err(CorruptBlock("address tag")),
+        }
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], CorruptBlock> {
+        if self.buf.len() < N {
+            return Err(CorruptBlock("truncated address"));
+        }
+        let (b, rest) = self.buf.split_at(N);
+        self.buf = rest;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    fn port(&mut self) -> Result<u16, CorruptBlock> {
+        u16::try_from(self.varint()?).map_err(|_| CorruptBlock("port"))
+    }
+}
+
+/// Decodes a block whose first event has id `first_id`, keeping the events
+/// with ids above `after_id`, at most `limit` of them.
+pub(crate) fn decode(
+    first_id: i64,
+    block: &[u8],
+    after_id: i64,
+    limit: usize,
+    out: &mut Vec<StoredEvent>,
+) -> Result<(), CorruptBlock> {
+    let mut r = Reader { buf: block };
+    if r.byte()? != FORMAT_VERSION {
+        return Err(CorruptBlock("unknown format version"));
+    }
+    let mut ts = 0i64;
+    let mut id = first_id;
+    while !r.buf.is_empty() && out.len() < limit {
+        ts = ts.wrapping_add(unzigzag(r.varint()?));
+        let protocol = Protocol::from_code(r.byte()?).ok_or(CorruptBlock("protocol"))?;
+        let kind = EventKind::from_code(r.byte()?).ok_or(CorruptBlock("event kind"))?;
+        let session = r.text()?;
+        let service = r.text()?;
+        let node = r.text()?;
+        let remote_host = r.ip()?;
+        let remote_port = r.port()?;
+        let local_host = r.ip()?;
+        let local_port = r.port()?;
+        let data = r.bytes()?;
+        if id > after_id {
+            out.push(StoredEvent {
+                id,
+                ts_ms: ts,
+                session,
+                protocol,
+                kind,
+                service,
+                remote_host: remote_host.to_string(),
+                remote_port,
+                local_host: local_host.to_string(),
+                local_port,
+                data: data.to_vec(),
+                node,
+            });
+        }
+        id += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: i64) -> Event {
+        Event {
+            id: format!("e{i}"),
+            node: "3386e49be694e179a429344f745703d6".into(),
+            session: "s".into(),
+            ts_ms: 1_795_000_000_000 + i * 17 - (i % 3) * 1000,
+            protocol: Protocol::Tcp,
+            kind: EventKind::Rx,
+            service: "SSH".into(),
+            local_host: "10.0.0.1".parse().unwrap(),
+            local_port: 22,
+            remote_host: if i % 2 == 0 { "1.2.3.4".parse().unwrap() } else { "2001:db8::1".parse().unwrap() },
+            remote_port: 40000,
+            data: vec![i as u8; (i % 50) as usize],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_paging_within_a_block() {
+        let events: Vec<Event> = (0..100).map(event).collect();
+        let block = encode(events.iter());
+        let mut out = Vec::new();
+        decode(500, &block, 0, usize::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 100);
+        for (i, (s, e)) in out.iter().zip(&events).enumerate() {
+            assert_eq!(s.id, 500 + i as i64);
+            assert_eq!((s.ts_ms, &s.data, s.remote_host.clone()), (e.ts_ms, &e.data, e.remote_host.to_string()));
+        }
+        out.clear();
+        decode(500, &block, 549, 10, &mut out).unwrap();
+        assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), (550..560).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn corrupt_blocks_are_errors_not_panics() {
+        let block = encode((0..5).map(event).collect::<Vec<_>>().iter());
+        for cut in 0..block.len() {
+            let _ = decode(1, &block[..cut], 0, usize::MAX, &mut Vec::new());
+        }
+        let mut bad = block.clone();
+        bad[0] = 99;
+        assert!(decode(1, &bad, 0, usize::MAX, &mut Vec::new()).is_err());
+        let huge_len = [1u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(decode(1, &huge_len, 0, usize::MAX, &mut Vec::new()).is_err());
+    }
+}

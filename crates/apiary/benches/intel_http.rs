@@ -1,0 +1,185 @@
+//! `/ip/{ip}` over HTTP against the real `apiary` binary, with every fixture
+//! intelligence feed loaded, driven by `wrk` (64 connections by default), and
+//! the server's memory with and without the intelligence.
+//!
+//! `cargo bench -p apiary --bench intel_http -- [--seconds 10] [--connections 64] [--threads 2]`
+//! needs `wrk` (`apt-get install wrk`). Figures: crates/apiary-intel/BENCH-NOTES.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(rel)
+}
+
+/// Every fixture feed, as in tests/intel.rs.
+const FEEDS: &[(&str, &str, &str, &str)] = &[
+    ("asn-v4", "asn_csv", "geo/ip-location-db-asn/asn-ipv4.subset.csv", ""),
+    ("asn-v6", "asn_csv", "geo/ip-location-db-asn/asn-ipv6.subset.csv", ""),
+    ("iptoasn", "asn_tsv", "feeds/iptoasn/ip2asn-v4.tsv.head", ""),
+    ("geolite2-asn", "asn_mmdb", "geo/maxmind/test-data/GeoLite2-ASN-Test.mmdb", ""),
+    ("city", "geo_mmdb", "geo/maxmind/test-data/GeoIP2-City-Test.mmdb", ""),
+    ("country", "geo_mmdb", "geo/ip-location-db-geo-whois-asn-country/geo-whois-asn-country-ipv4.mmdb", ""),
+    ("cymru", "team_cymru_bogons", "feeds/team-cymru/fullbogons-ipv4.txt", ""),
+    ("tor-bulk", "tor_bulk_exit_list", "feeds/tor/torbulkexitlist", ""),
+    ("tor-dnsel", "tor_exit_addresses", "feeds/tor/exit-addresses.subset", ""),
+    ("dshield", "dshield_block", "feeds/dshield/block.txt", "list = \"sansip\""),
+    ("ciarmy", "plain_list", "feeds/ciarmy/ci-badguys.txt.head", ""),
+    ("et-compromised", "plain_list", "feeds/emergingthreats/compromised-ips.txt", ""),
+    ("project-honeypot", "plain_list", "feeds/firehol/spamhaus_drop.netset.head", ""),
+    ("pallebone", "plain_list", "feeds/pallebone/BlockIP.txt.subset", ""),
+    ("threatfox", "threatfox_csv", "feeds/threatfox/threatfox-full-export.excerpt.csv", ""),
+    ("blocklist_net_ua", "plain_list", "feeds/blocklist-de/all.txt.subset", ""),
+    ("aws", "aws_ip_ranges", "feeds/cloud/aws/ip-ranges.subset.json", ""),
+    ("azure", "azure_service_tags", "feeds/cloud/azure/ServiceTags_Public_20251020.subset.json", ""),
+    ("azure-china", "azure_service_tags", "feeds/cloud/azure/ServiceTags_China_20251020.subset.json", ""),
+    ("azure-gov", "azure_service_tags", "feeds/cloud/azure/ServiceTags_AzureGovernment_20251020.subset.json", ""),
+    ("gcp", "gcp_cloud_json", "feeds/cloud/gcp/cloud.json", ""),
+    ("ibm", "ibm_ips_markdown", "feeds/cloud/ibm/ips.md", ""),
+    ("oracle", "oracle_ip_ranges", "feeds/cloud/oracle/public_ip_ranges.subset.json", ""),
+    ("cloudflare-v4", "cloudflare_ips", "feeds/cloud/cloudflare/ips-v4", ""),
+    ("cloudflare-v6", "cloudflare_ips", "feeds/cloud/cloudflare/ips-v6", ""),
+    ("shadowserver-nt-scanning", "misp_warning_list", "feeds/misp-warninglists/shadowserver-nt-scanning.json", ""),
+    ("censys-scanning", "misp_warning_list", "feeds/misp-warninglists/censys-scanning.json", ""),
+    ("shodan-scanning", "misp_warning_list", "feeds/misp-warninglists/shodan-scanning.json", ""),
+];
+
+/// Addresses the load rotates through: City hits, ASN hits, IPv6, lists, scanners, clouds.
+const IPS: &[&str] = &[
+    "8.8.8.8",
+    "1.1.1.1",
+    "81.2.69.160",
+    "2001:4860:4860::8888",
+    "2001:480:10::1",
+    "185.241.208.232",
+    "1.11.194.81",
+    "184.105.247.194",
+    "2606:4700::1111",
+    "3.4.12.4",
+    "12.81.92.1",
+    "203.0.113.9",
+    "45.33.32.156",
+    "167.94.138.1",
+    "198.51.100.7",
+    "10.1.2.3",
+];
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn config(dir: &Path) -> String {
+    let mut cfg = String::from("[intel]\ncheck_secs = 3600\n");
+    for (name, kind, rel, extra) in FEEDS {
+        cfg += &format!(
+            "\n[[intel.feeds]]\nname = \"{name}\"\nkind = \"{kind}\"\npath = {:?}\n{extra}\n",
+            fixture(rel).display().to_string()
+        );
+    }
+    std::fs::write(dir.join("apiary.toml"), &cfg).unwrap();
+    cfg
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = arg(&args, "--seconds", 10);
+    let connections = arg(&args, "--connections", 64);
+    let threads = arg(&args, "--threads", 2);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("intel_http needs wrk: apt-get install wrk");
+        std::process::exit(2);
+    }
+    let base_dir = std::env::var("APIARY_BENCH_DIR").unwrap_or_else(|_| "/tmp".into());
+
+    // Memory of a server with no intelligence, for the difference.
+    let bare = tempfile::tempdir_in(&base_dir).unwrap();
+    let bare_server = Server::start(bare.path());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let bare_rss = kib(bare_server.child.as_ref().unwrap().id(), "VmRSS:");
+    drop(bare_server);
+
+    let dir = tempfile::tempdir_in(&base_dir).unwrap();
+    let creds = create_account(dir.path(), "bench", &["--quota", "unlimited"]);
+    let cfg = config(dir.path());
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("apiary.toml"))
+        .args(["feeds", "update", "--quiet"])
+        .env("APIARY_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let server = Server::start_with_config(dir.path(), Some(&cfg));
+    let pid = server.child.as_ref().unwrap().id();
+    // Some history, so `/ip/{ip}` reads the store too.
+    let events: Vec<_> =
+        IPS.iter().enumerate().map(|(i, ip)| event(&format!("e{i}"), NODE_A, ip, "SSH", b"root")).collect();
+    assert_eq!(ingest(&server, &creds, &events).0, 200);
+    let (status, body) = get_json(&format!("{}/ip/8.8.8.8", server.api()), &creds.api_id, &creds.threat_key);
+    assert_eq!(status, 200);
+    assert_eq!(body["missing_sources"], serde_json::json!(["cloud:azure/germany"]), "feeds not loaded");
+    let loaded_rss = kib(pid, "VmRSS:");
+
+    let script = dir.path().join("ip.lua");
+    let list: Vec<String> = IPS.iter().map(|ip| format!("\"{ip}\"")).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.headers[\"X-HoneyDb-ApiId\"] = \"{}\"\nwrk.headers[\"X-HoneyDb-ApiKey\"] = \"{}\"\n\
+             local ips = {{{}}}\nlocal i = 0\n\
+             request = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/api/ip/\" .. ips[(i % #ips) + 1])\nend\n",
+            creds.api_id,
+            creds.threat_key,
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    let url = format!("{}/api/ip/8.8.8.8", server.root());
+    let cmd = format!("wrk -t{threads} -c{connections} -d{seconds}s --latency -s {} {url}", script.display());
+    eprintln!("{cmd}");
+    let out = Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            "--latency".into(),
+            "-s".into(),
+            script.display().to_string(),
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{text}");
+    assert!(!text.contains("Non-2xx"), "errors during the run");
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string();
+    println!(
+        "intel_http: /ip/{{ip}} {connections} connections, {threads} wrk threads, {seconds} s: {rps} requests/s; \
+         server RSS {} MiB idle without intel, {} MiB with every fixture feed loaded, peak {} MiB under load",
+        bare_rss / 1024,
+        loaded_rss / 1024,
+        kib(pid, "VmHWM:") / 1024
+    );
+}
