@@ -58,11 +58,11 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     let (Some(api_id), Some(key)) = (credential(req.headers(), API_ID), credential(req.headers(), API_KEY)) else {
         return ApiError::Unauthorized.into_response();
     };
-    let found = match state.with_store(move |s| s.authenticate(&api_id, &key)).await {
-        Ok(found) => found,
+    let keys = match state.credentials.get(&state, &api_id).await {
+        Ok(keys) => keys,
         Err(e) => return e.into_response(),
     };
-    let Some((account, kind)) = found else {
+    let Some((account, kind)) = keys.and_then(|k| k.check(&key).map(|kind| (k.account, kind))) else {
         return ApiError::Unauthorized.into_response();
     };
     let path = req.uri().path().to_owned();
@@ -70,13 +70,13 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     let group = path.trim_start_matches('/').split('/').next().unwrap_or("");
     let counted = needed == KeyKind::Threat && !state.config.uncounted.iter().any(|g| g == group);
     let now = now_ms();
-    let acct = account.clone();
-    let decision = match state
-        .with_store(move |s| if counted { s.consume_quota(&acct, now) } else { s.peek_quota(&acct, now) })
-        .await
-    {
+    // Counting is in memory (the store loads a month's count once), so it
+    // runs here rather than on the blocking pool.
+    let counted_now =
+        if counted { state.store.consume_quota(&account, now) } else { state.store.peek_quota(&account, now) };
+    let decision = match counted_now {
         Ok(d) => d,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let mut response = if kind != needed {
         ApiError::Forbidden(match needed {

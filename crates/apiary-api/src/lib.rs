@@ -9,6 +9,7 @@
 mod auth;
 mod bad_hosts_cache;
 mod config;
+mod credentials;
 mod error;
 mod render;
 mod routes;

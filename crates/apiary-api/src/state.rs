@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 
 use crate::bad_hosts_cache::BadHostsCache;
 use crate::config::ApiConfig;
+use crate::credentials::CredentialCache;
 
 /// The swappable intelligence snapshot: a feed refresh stores a new `Arc<Intel>`,
 /// every request loads the current one once and answers from it.
@@ -21,6 +22,7 @@ pub struct AppState {
     pub intel: IntelHandle,
     /// The feed manager behind `intel`, when the server runs one.
     pub feeds: Option<Arc<FeedManager>>,
+    pub(crate) credentials: Arc<CredentialCache>,
 }
 
 impl AppState {
@@ -33,7 +35,7 @@ impl AppState {
     /// A state answering from an intelligence handle the caller keeps (and may swap).
     pub fn with_intel(store: Arc<dyn Store>, config: ApiConfig, intel: IntelHandle) -> AppState {
         let bad_hosts = Arc::new(BadHostsCache::new(config.bad_hosts_refresh));
-        AppState { store, config: Arc::new(config), bad_hosts, intel, feeds: None }
+        AppState { store, config: Arc::new(config), bad_hosts, intel, feeds: None, credentials: Default::default() }
     }
 
     /// A state answering from a feed manager's snapshots (refreshes show at once).

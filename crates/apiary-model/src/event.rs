@@ -1,5 +1,6 @@
 //! Events: the wire form sensors send and the validated form storage keeps.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -153,22 +154,6 @@ pub enum Flex {
     Num(i64),
 }
 
-impl Flex {
-    fn as_integer(&self) -> Option<i64> {
-        match self {
-            Flex::Num(n) => Some(*n),
-            Flex::Str(s) => s.trim().parse().ok(),
-        }
-    }
-
-    fn as_text(&self) -> String {
-        match self {
-            Flex::Str(s) => s.clone(),
-            Flex::Num(n) => n.to_string(),
-        }
-    }
-}
-
 /// An event as it travels between sensor and server: every field optional and
 /// numbers accepted as strings, so that validation can name exactly what is
 /// wrong instead of failing the whole batch on a type error.
@@ -225,12 +210,120 @@ fn invalid(field: &'static str, problem: impl fmt::Display) -> EventError {
     EventError::Invalid { field, problem: problem.to_string() }
 }
 
+/// A wire event's fields borrowed from the request body where possible:
+/// validation reads this, so a batch is checked without copying every
+/// string of every event first.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WireRef<'a> {
+    #[serde(borrow, default)]
+    id: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    node: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    session: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    date: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    millisecond: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    protocol: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    service: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    local_host: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    local_port: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    remote_host: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    remote_port: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    bytes: Option<FlexRef<'a>>,
+    #[serde(borrow, default)]
+    data_hash: Option<Cow<'a, str>>,
+}
+
+fn borrow_str(v: &Option<String>) -> Option<Cow<'_, str>> {
+    v.as_deref().map(Cow::Borrowed)
+}
+
+fn borrow_flex(v: &Option<Flex>) -> Option<FlexRef<'_>> {
+    v.as_ref().map(FlexRef::from)
+}
+
+/// [`Flex`], borrowed.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FlexRef<'a> {
+    Str(#[serde(borrow)] Cow<'a, str>),
+    Num(i64),
+}
+
+impl FlexRef<'_> {
+    fn as_integer(&self) -> Option<i64> {
+        match self {
+            FlexRef::Num(n) => Some(*n),
+            FlexRef::Str(s) => s.trim().parse().ok(),
+        }
+    }
+
+    fn as_text(&self) -> Cow<'_, str> {
+        match self {
+            FlexRef::Str(s) => Cow::Borrowed(s.as_ref()),
+            FlexRef::Num(n) => Cow::Owned(n.to_string()),
+        }
+    }
+}
+
+impl<'a> From<&'a Flex> for FlexRef<'a> {
+    fn from(f: &'a Flex) -> Self {
+        match f {
+            Flex::Str(s) => FlexRef::Str(Cow::Borrowed(s)),
+            Flex::Num(n) => FlexRef::Num(*n),
+        }
+    }
+}
+
 impl WireEvent {
     /// Checks every field and produces the event storage accepts.
     ///
     /// `now_ms` bounds how far in the future a sensor clock may be.
     pub fn validate(&self, now_ms: i64) -> Result<Event, EventError> {
-        let id = self.id.as_ref().ok_or(EventError::Missing("id"))?.as_text();
+        WireRef {
+            id: borrow_flex(&self.id),
+            node: borrow_flex(&self.node),
+            session: borrow_flex(&self.session),
+            date: borrow_str(&self.date),
+            time: borrow_str(&self.time),
+            millisecond: borrow_flex(&self.millisecond),
+            date_time: borrow_str(&self.date_time),
+            protocol: borrow_str(&self.protocol),
+            event: borrow_str(&self.event),
+            service: borrow_str(&self.service),
+            local_host: borrow_str(&self.local_host),
+            local_port: borrow_flex(&self.local_port),
+            remote_host: borrow_str(&self.remote_host),
+            remote_port: borrow_flex(&self.remote_port),
+            data: borrow_str(&self.data),
+            bytes: borrow_flex(&self.bytes),
+            data_hash: borrow_str(&self.data_hash),
+        }
+        .validate(now_ms)
+    }
+}
+
+impl WireRef<'_> {
+    /// Checks every field and produces the event storage accepts.
+    pub(crate) fn validate(&self, now_ms: i64) -> Result<Event, EventError> {
+        let id = self.id.as_ref().ok_or(EventError::Missing("id"))?.as_text().into_owned();
         if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid("id", format!("must be 1 to {MAX_ID_LEN} printable ASCII characters")));
         }
@@ -238,7 +331,7 @@ impl WireEvent {
         if node.len() != 32 || !node.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid("node", "must be 32 hex digits"));
         }
-        let session = self.session.as_ref().ok_or(EventError::Missing("session"))?.as_text();
+        let session = self.session.as_ref().ok_or(EventError::Missing("session"))?.as_text().into_owned();
         if session.is_empty()
             || session.len() > MAX_SESSION_LEN
             || !session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -264,7 +357,7 @@ impl WireEvent {
         if kind == EventKind::Connect && protocol == Protocol::Udp {
             return Err(invalid("event", "CONNECT events are TCP only"));
         }
-        let service = self.service.clone().ok_or(EventError::Missing("service"))?;
+        let service = self.service.as_deref().ok_or(EventError::Missing("service"))?.to_owned();
         if service.is_empty()
             || service.len() > MAX_SERVICE_LEN
             || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -325,7 +418,7 @@ impl WireEvent {
                     .filter(|m| (0..1000).contains(m))
                     .ok_or_else(|| invalid("millisecond", "must be 0..999"))?,
             };
-            return parse_date_time(date, time)
+            return parse_date_time(date.as_ref(), time.as_ref())
                 .map(|t| t + ms)
                 .ok_or_else(|| invalid("date", "expected date YYYY-MM-DD and time HH:MM:SS"));
         }
@@ -381,7 +474,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn parse_port(field: &'static str, v: Option<&Flex>) -> Result<u16, EventError> {
+fn parse_port(field: &'static str, v: Option<&FlexRef<'_>>) -> Result<u16, EventError> {
     match v {
         None => Ok(0),
         Some(f) => f

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::event::{Event, EventError, WireEvent};
+use crate::event::{Event, EventError, WireRef};
 
 /// One refused event: its position in the batch and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,7 +40,7 @@ pub fn parse_batch(body: &[u8], max_events: usize, now_ms: i64) -> Result<Parsed
     let trimmed = text.trim_start();
     let mut batch = ParsedBatch::default();
     let mut add = |index: usize, raw: &str| {
-        let result = serde_json::from_str::<WireEvent>(raw)
+        let result = serde_json::from_str::<WireRef>(raw)
             .map_err(|e| EventError::Json(e.to_string()))
             .and_then(|w| w.validate(now_ms));
         match result {
@@ -95,6 +95,14 @@ mod tests {
         let b = parse_batch(body.as_bytes(), 10, 1_800_000_000_000).unwrap();
         assert_eq!(b.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!(b.rejected[0].index, 1);
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded_not_refused() {
+        let escaped = line("a").replace("\"session\":\"s-1\"", "\"session\":\"s\\u002d1\"");
+        assert!(escaped.contains("u002d"));
+        let b = parse_batch(escaped.as_bytes(), 10, 1_800_000_000_000).unwrap();
+        assert_eq!(b.events[0].1.session, "s-1");
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! events and enforce the per-connection limits (bytes read, idle time, a
 //! client that will not read what we send). The overall duration limit is a
 //! timeout around the whole handler, in `server`.
+//!
+//! The stream is boxed so that a service can switch it to TLS mid-way
+//! ([`Conn::start_tls`], for HTTPS) and keep speaking through the same
+//! recording reads and writes, which then see the plaintext. Services built on
+//! a library that wants the socket itself (SSH on russh) use [`Conn::relay`]:
+//! bytes are pumped between the socket and the library through an in-memory
+//! pipe, recorded and limited on the way.
 
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::facts::Fact;
 use crate::record::Session;
@@ -33,8 +39,12 @@ impl Limit {
     }
 }
 
+/// What a connection reads and writes: a TCP socket, or TLS over one.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
 pub struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     pub session: Session,
     idle: Duration,
     max_bytes: usize,
@@ -51,8 +61,17 @@ fn limit_err(l: Limit) -> io::Error {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, session: Session, idle: Duration, max_bytes: usize) -> Self {
-        Conn { stream, session, idle, max_bytes, read_total: 0, pending: Vec::new(), eof: false, limit: None }
+    pub fn new(stream: impl Stream + 'static, session: Session, idle: Duration, max_bytes: usize) -> Self {
+        Conn {
+            stream: Box::new(stream),
+            session,
+            idle,
+            max_bytes,
+            read_total: 0,
+            pending: Vec::new(),
+            eof: false,
+            limit: None,
+        }
     }
 
     fn hit(&mut self, l: Limit) -> io::Error {
@@ -151,6 +170,90 @@ impl Conn {
 
     pub async fn info(&self, fact: Fact) {
         self.session.info(&fact).await;
+    }
+
+    /// Runs a TLS server handshake (bounded by the idle timeout) and from then
+    /// on reads and writes the plaintext. Handshake bytes are not recorded as
+    /// RX/TX; the returned SNI (if any) is what is worth keeping of them.
+    pub async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<Option<String>> {
+        let plain: Box<dyn Stream> = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
+        let raw = std::mem::replace(&mut self.stream, plain);
+        let tls = match tokio::time::timeout(self.idle, acceptor.accept(raw)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(self.hit(Limit::Idle)),
+        };
+        let sni = tls.get_ref().1.server_name().map(str::to_owned);
+        self.stream = Box::new(tls);
+        Ok(sni)
+    }
+
+    /// Pumps bytes both ways between the client and `inner` (one end of an
+    /// in-memory pipe whose other end a protocol library serves) until either
+    /// side closes, recording RX/TX and enforcing the byte and idle limits.
+    /// `inspect` sees every received chunk and may turn it into facts (e.g.
+    /// the SSH client's version line, which precedes the encryption).
+    pub async fn relay<S>(&mut self, inner: S, mut inspect: impl FnMut(&[u8]) -> Option<Fact> + Send) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Send,
+    {
+        let (idle, max_bytes) = (self.idle, self.max_bytes);
+        let mut read_total = self.read_total;
+        let limit = {
+            let (mut in_r, mut in_w) = tokio::io::split(inner);
+            let (mut sock_r, mut sock_w) = tokio::io::split(&mut self.stream);
+            let session = &self.session;
+            // Whatever a service read before handing over goes first.
+            let pending = std::mem::take(&mut self.pending);
+            let inbound = async {
+                if !pending.is_empty() && in_w.write_all(&pending).await.is_err() {
+                    return None;
+                }
+                let mut buf = [0u8; READ_CHUNK];
+                loop {
+                    if read_total >= max_bytes {
+                        return Some(Limit::Bytes);
+                    }
+                    let want = READ_CHUNK.min(max_bytes - read_total);
+                    let n = match tokio::time::timeout(idle, sock_r.read(&mut buf[..want])).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return None,
+                        Ok(Ok(n)) => n,
+                        Err(_) => return Some(Limit::Idle),
+                    };
+                    read_total += n;
+                    session.rx(&buf[..n]).await;
+                    if let Some(f) = inspect(&buf[..n]) {
+                        session.info(&f).await;
+                    }
+                    if in_w.write_all(&buf[..n]).await.is_err() {
+                        return None;
+                    }
+                }
+            };
+            let outbound = async {
+                let mut buf = vec![0u8; 4 * READ_CHUNK];
+                loop {
+                    let n = match in_r.read(&mut buf).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => n,
+                    };
+                    match tokio::time::timeout(idle, sock_w.write_all(&buf[..n])).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return None,
+                        Err(_) => return Some(Limit::Idle),
+                    }
+                    session.tx(&buf[..n]).await;
+                }
+            };
+            tokio::select! {
+                l = inbound => l,
+                l = outbound => l,
+            }
+        };
+        self.read_total = read_total;
+        match limit {
+            Some(l) => Err(self.hit(l)),
+            None => Ok(()),
+        }
     }
 
     /// Closes our side after sending what was written.

@@ -8,12 +8,18 @@
 //! the attacker's bytes decoded as UTF-8 with invalid sequences replaced; the
 //! exact bytes are always in the neighbouring RX events.
 //!
-//! Types: `login` (username, password; optional `method`, `database`),
-//! `command` (a shell or protocol command worth indexing), `http` (method,
-//! path, version, host, user_agent), `mail` (from, to), `dns` (name, qtype),
-//! `sip` (method, uri, user_agent), `tftp` (op, filename), `vnc_auth`
-//! (challenge, response as hex), `client` (a client version string), and
-//! `limit` (which limit closed the connection).
+//! Types: `login` (username, password; optional `method`, `database`; SSH
+//! public-key offers have method `publickey` and `key_type`, `fingerprint`,
+//! `public_key` instead of a password; LDAP binds carry the bind DN as
+//! `username`), `command` (a shell or protocol command worth indexing; SSH
+//! subsystem requests as `subsystem`), `http` (method, path, version, host,
+//! user_agent), `mail` (from, to), `dns` (name, qtype), `sip` (method, uri,
+//! user_agent), `tftp` (op, filename), `vnc_auth` (challenge, response as
+//! hex), `client` (a client version string, e.g. the SSH version line),
+//! `tls` (HTTPS: `sni`, or `error` for a failed handshake), `forward` (an SSH
+//! port-forward request, always refused: host, port), `snmp` (version,
+//! community, pdu, oids), `ldap_search` (base, scope), and `limit` (which
+//! limit closed the connection).
 
 use serde_json::{Map, Value};
 

@@ -15,6 +15,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The crate also builds a standalone `apiary-sensor CONFIG.toml` binary
+//! (src/bin) for honeypot hosts that should not carry the server; the
+//! process-level tests (SIGKILL, server outage, 10,000 idle connections) run
+//! it. `sensor.sample.toml` documents every key and service.
+//!
 //! Data flow: connection task → [`record::Session`] (serialises each event)
 //! → bounded channel → writer thread (queue segment files + optional JSON-lines
 //! log) → shipper task → [`apiary_client`] → server. See each module for why
@@ -91,6 +96,13 @@ pub async fn start(config: SensorConfig) -> anyhow::Result<RunningSensor> {
         .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
     let node_id = node::load_or_create(&config.state_dir)?;
     let bound = server::bind_all(&config.listeners()).await?;
+    let mut prepared = std::collections::BTreeMap::new();
+    for l in config.listeners() {
+        let cfg = config.services.get(&l.kind).cloned().unwrap_or_default();
+        let p = services::prepare(l.kind, cfg, &config.state_dir)
+            .with_context(|| format!("cannot prepare the {} service", l.name))?;
+        prepared.insert(l.kind, Arc::new(p));
+    }
 
     let stats = Arc::new(Stats::default());
     let notify = Arc::new(Notify::new());
@@ -156,7 +168,7 @@ pub async fn start(config: SensorConfig) -> anyhow::Result<RunningSensor> {
         let mut l = b.listener();
         l.addr = b.local_addr();
         listeners.push(l);
-        let cfg = Arc::new(config.services.get(&l.kind).cloned().unwrap_or_default());
+        let Some(cfg) = prepared.get(&l.kind).cloned() else { continue };
         tasks.push(match b {
             server::Bound::Tcp(_, s) => tokio::spawn(server::serve_tcp(l.kind, s, cfg, shared.clone())),
             server::Bound::Udp(_, s) => tokio::spawn(server::serve_udp(l.kind, s, cfg, shared.clone())),

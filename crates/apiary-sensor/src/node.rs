@@ -35,6 +35,19 @@ pub fn load_or_create(state_dir: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// Writes a secret (a host key, a TLS key) atomically with mode 0600, so a
+/// crash never leaves half a key and other local users cannot read it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

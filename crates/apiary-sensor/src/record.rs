@@ -68,7 +68,9 @@ impl Recorder {
     }
 }
 
-/// One connection's (or datagram's) event stream.
+/// One connection's (or datagram's) event stream. Cloneable for services
+/// whose protocol library runs callbacks on its own task (SSH).
+#[derive(Clone)]
 pub struct Session {
     rec: Recorder,
     id: String,

@@ -10,12 +10,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::config::{LimitsConfig, Listener, ServiceConfig};
+use crate::config::{LimitsConfig, Listener};
 use crate::conn::Conn;
 use crate::facts::Fact;
 use crate::limits::RateLimiter;
 use crate::record::Recorder;
-use crate::services::{self, ServiceKind};
+use crate::services::{self, Prepared, ServiceKind};
 
 /// A bound socket, before privileges are dropped and serving starts.
 pub enum Bound {
@@ -70,7 +70,7 @@ pub struct Shared {
 
 /// Accepts until cancelled. Connection tasks live in a JoinSet owned by this
 /// future, so cancelling the listener ends its connections too.
-pub async fn serve_tcp(kind: ServiceKind, listener: TcpListener, cfg: Arc<ServiceConfig>, shared: Shared) {
+pub(crate) async fn serve_tcp(kind: ServiceKind, listener: TcpListener, cfg: Arc<Prepared>, shared: Shared) {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -105,7 +105,7 @@ pub async fn serve_tcp(kind: ServiceKind, listener: TcpListener, cfg: Arc<Servic
     }
 }
 
-async fn handle_conn(kind: ServiceKind, stream: TcpStream, peer: SocketAddr, cfg: &ServiceConfig, shared: &Shared) {
+async fn handle_conn(kind: ServiceKind, stream: TcpStream, peer: SocketAddr, cfg: &Prepared, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -128,7 +128,7 @@ async fn handle_conn(kind: ServiceKind, stream: TcpStream, peer: SocketAddr, cfg
 }
 
 /// Answers datagrams until cancelled; each datagram is its own session.
-pub async fn serve_udp(kind: ServiceKind, socket: UdpSocket, cfg: Arc<ServiceConfig>, shared: Shared) {
+pub(crate) async fn serve_udp(kind: ServiceKind, socket: UdpSocket, cfg: Arc<Prepared>, shared: Shared) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -151,7 +151,7 @@ pub async fn serve_udp(kind: ServiceKind, socket: UdpSocket, cfg: Arc<ServiceCon
         let session = shared.recorder.session(kind.name(), apiary_model::Protocol::Udp, local, peer);
         session.rx(request).await;
         let mut facts = Vec::new();
-        let reply = services::handle_udp(kind, request, &cfg, &mut facts);
+        let reply = services::handle_udp(kind, request, &cfg.cfg, &mut facts);
         for f in &facts {
             session.info(f).await;
         }

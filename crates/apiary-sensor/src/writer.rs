@@ -16,6 +16,12 @@ use tokio::sync::{mpsc, Notify};
 use crate::queue::Queue;
 
 const GROUP: usize = 1024;
+/// When a group comes out small, the writer naps this long and takes what
+/// arrived meanwhile. Under load this turns one wake-up, one write and one
+/// fsync per handful of events into one per hundreds (a sleeping thread is
+/// not woken by each send, as one parked on the channel is); idle, it only
+/// delays an event by this much on its way to disk.
+const COALESCE: Duration = Duration::from_millis(2);
 
 pub struct Writer {
     pub queue: Option<Arc<Queue>>,
@@ -58,14 +64,21 @@ impl Writer {
             let mut count = 1u64;
             buf.extend_from_slice(first.as_bytes());
             buf.push(b'\n');
-            while count < GROUP as u64 {
-                match rx.try_recv() {
-                    Ok(line) => {
-                        buf.extend_from_slice(line.as_bytes());
-                        buf.push(b'\n');
-                        count += 1;
+            for round in 0..2 {
+                while count < GROUP as u64 {
+                    match rx.try_recv() {
+                        Ok(line) => {
+                            buf.extend_from_slice(line.as_bytes());
+                            buf.push(b'\n');
+                            count += 1;
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
+                }
+                if round == 0 && count < (GROUP / 4) as u64 && count > 1 {
+                    std::thread::sleep(COALESCE);
+                } else {
+                    break;
                 }
             }
             self.write(&buf, count);

@@ -45,6 +45,33 @@ pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// An account with the hashes of its two keys: what authentication needs,
+/// and safe to cache (it holds no key).
+#[derive(Debug, Clone)]
+pub struct AccountKeys {
+    pub account: crate::Account,
+    pub threat_key_hash: Vec<u8>,
+    pub sensor_key_hash: Vec<u8>,
+}
+
+impl AccountKeys {
+    /// Which of the account's keys `key` is, if any. Both comparisons always
+    /// run, in constant time, so timing reveals neither which key matched
+    /// nor how much of it. A disabled account matches nothing.
+    pub fn check(&self, key: &str) -> Option<KeyKind> {
+        let threat = key_matches(key, &self.threat_key_hash);
+        let sensor = key_matches(key, &self.sensor_key_hash);
+        if self.account.disabled {
+            return None;
+        }
+        match (threat, sensor) {
+            (true, _) => Some(KeyKind::Threat),
+            (false, true) => Some(KeyKind::Sensor),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `key` hashes to `stored`, in time independent of where they differ.
 pub(crate) fn key_matches(key: &str, stored: &[u8]) -> bool {
     let hash = hash_key(key);

@@ -12,7 +12,7 @@ mod quota;
 mod sqlite;
 mod types;
 
-pub use accounts::{generate_credentials, hash_key, Credentials, KeyKind};
+pub use accounts::{generate_credentials, hash_key, AccountKeys, Credentials, KeyKind};
 pub use quota::{QuotaBook, QuotaDecision};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::*;
@@ -49,13 +49,18 @@ pub trait Store: Send + Sync + 'static {
     fn set_disabled(&self, api_id: &str, disabled: bool) -> Result<Account>;
     /// Replaces one key of an account; returns the new key.
     fn rotate_key(&self, api_id: &str, kind: KeyKind) -> Result<String>;
+    /// The account with this API id and its key hashes, for authentication.
+    fn account_keys(&self, api_id: &str) -> Result<Option<AccountKeys>>;
     /// Checks an API id and key; `None` when they do not match an enabled
     /// account. Runs in constant time in the key.
-    fn authenticate(&self, api_id: &str, key: &str) -> Result<Option<(Account, KeyKind)>>;
+    fn authenticate(&self, api_id: &str, key: &str) -> Result<Option<(Account, KeyKind)>> {
+        Ok(self.account_keys(api_id)?.and_then(|k| k.check(key).map(|kind| (k.account, kind))))
+    }
 
     // --- quota ----------------------------------------------------------
     /// Counts one request against the account's monthly quota, exactly,
-    /// or refuses it without counting.
+    /// or refuses it without counting. Called on the request path, so it
+    /// must answer from memory except for rare loads.
     fn consume_quota(&self, account: &Account, now_ms: i64) -> Result<QuotaDecision>;
     /// The usage so far this month, without counting.
     fn peek_quota(&self, account: &Account, now_ms: i64) -> Result<QuotaDecision>;

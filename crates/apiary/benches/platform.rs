@@ -113,6 +113,17 @@ fn generate(rng: &mut SmallRng, start: usize, n: usize, hosts: u32, spread_secs:
     out
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -160,6 +171,8 @@ fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
     eprintln!("sending {} batches, {} MB on the wire", bodies.len(), bytes >> 20);
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
+    let pid = server.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    let cpu_before = cpu_secs(pid);
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -186,7 +199,14 @@ fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
     for h in handles {
         h.join().unwrap();
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid) - cpu_before;
+    eprintln!(
+        "server CPU: {cpu:.1} s over {secs:.1} s wall ({:.2} cores busy), {:.2} CPU-us per event",
+        cpu / secs,
+        cpu * 1e6 / total as f64
+    );
+    total as f64 / secs
 }
 
 /// GETs `url`; returns time to first byte, time to the whole body, and its size.

@@ -60,16 +60,16 @@ fn credentials_are_checked_and_errors_are_json() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.json::<Value>().unwrap(), json!({"status": "Method Not Allowed"}));
-    // Disabling an account takes effect at once.
+    // Disabling an account takes effect within the credential cache's second.
     apiary(&server.dir, &["account", "disable", &creds.api_id]);
-    assert_eq!(get(&url, &creds.api_id, &creds.threat_key).status(), 401);
+    eventually(3, "disabling", || get(&url, &creds.api_id, &creds.threat_key).status() == 401);
     apiary(&server.dir, &["account", "enable", &creds.api_id]);
-    assert_eq!(get(&url, &creds.api_id, &creds.threat_key).status(), 200);
+    eventually(3, "enabling", || get(&url, &creds.api_id, &creds.threat_key).status() == 200);
     // A rotated key replaces the old one.
     let out = apiary(&server.dir, &["account", "rotate-key", &creds.api_id, "--kind", "threat"]);
     let new_key = out.split_whitespace().find(|w| w.len() == 64).unwrap().to_owned();
+    eventually(3, "rotation", || get(&url, &creds.api_id, &new_key).status() == 200);
     assert_eq!(get(&url, &creds.api_id, &creds.threat_key).status(), 401);
-    assert_eq!(get(&url, &creds.api_id, &new_key).status(), 200);
 }
 
 #[test]

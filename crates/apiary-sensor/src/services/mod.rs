@@ -1,6 +1,8 @@
 //! The emulated services, one module each.
 //!
-//! TCP services are `async fn handle(conn: &mut Conn, cfg: &ServiceConfig)`;
+//! TCP services are `async fn handle(conn: &mut Conn, cfg: &ServiceConfig)`
+//! (SSH and HTTPS also get what [`prepare`] made for them at start: the host
+//! key and the TLS certificate, kept in the state directory);
 //! the [`Conn`] records every byte both ways and enforces the limits, so a
 //! service only speaks its protocol and reports the facts it extracts.
 //! UDP services are pure functions from a datagram to an optional reply plus
@@ -9,6 +11,8 @@
 //! Nothing here executes, evaluates or forwards what attackers send.
 
 use std::io;
+use std::path::Path;
+use std::sync::Arc;
 
 use apiary_model::Protocol;
 use serde::{Deserialize, Serialize};
@@ -17,19 +21,26 @@ use crate::config::ServiceConfig;
 use crate::conn::Conn;
 use crate::facts::Fact;
 
+mod ber;
 mod dns;
 mod echo;
 mod ftp;
+mod hash;
 pub(crate) mod http;
+mod https;
+mod ldap;
 mod memcached;
 mod modbus;
 mod motd;
 mod mqtt;
 mod mysql;
 mod ntp;
+mod random;
 mod redis;
 mod sip;
 mod smtp;
+mod snmp;
+mod ssh;
 mod telnet;
 mod tftp;
 mod vnc;
@@ -60,6 +71,12 @@ pub enum ServiceKind {
     Ntp,
     Modbus,
     Mqtt,
+    Ssh,
+    Https,
+    Snmp,
+    Ldap,
+    Random,
+    Hash,
 }
 
 impl ServiceKind {
@@ -85,6 +102,12 @@ impl ServiceKind {
         ServiceKind::Ntp,
         ServiceKind::Modbus,
         ServiceKind::Mqtt,
+        ServiceKind::Ssh,
+        ServiceKind::Https,
+        ServiceKind::Snmp,
+        ServiceKind::Ldap,
+        ServiceKind::Random,
+        ServiceKind::Hash,
     ];
 
     /// The service name in events, as HoneyDB's sensors report it (UDP
@@ -112,6 +135,12 @@ impl ServiceKind {
             ServiceKind::Ntp => "NTP.udp",
             ServiceKind::Modbus => "Modbus",
             ServiceKind::Mqtt => "MQTT",
+            ServiceKind::Ssh => "SSH",
+            ServiceKind::Https => "HTTPS",
+            ServiceKind::Snmp => "SNMP.udp",
+            ServiceKind::Ldap => "LDAP",
+            ServiceKind::Random => "Random",
+            ServiceKind::Hash => "Hash",
         }
     }
 
@@ -139,14 +168,23 @@ impl ServiceKind {
             ServiceKind::Ntp => "ntp",
             ServiceKind::Modbus => "modbus",
             ServiceKind::Mqtt => "mqtt",
+            ServiceKind::Ssh => "ssh",
+            ServiceKind::Https => "https",
+            ServiceKind::Snmp => "snmp",
+            ServiceKind::Ldap => "ldap",
+            ServiceKind::Random => "random",
+            ServiceKind::Hash => "hash",
         }
     }
 
     pub fn protocol(self) -> Protocol {
         match self {
-            ServiceKind::EchoUdp | ServiceKind::Dns | ServiceKind::Sip | ServiceKind::Tftp | ServiceKind::Ntp => {
-                Protocol::Udp
-            }
+            ServiceKind::EchoUdp
+            | ServiceKind::Dns
+            | ServiceKind::Sip
+            | ServiceKind::Tftp
+            | ServiceKind::Ntp
+            | ServiceKind::Snmp => Protocol::Udp,
             _ => Protocol::Tcp,
         }
     }
@@ -174,6 +212,14 @@ impl ServiceKind {
             ServiceKind::Ntp => 123,
             ServiceKind::Modbus => 502,
             ServiceKind::Mqtt => 1883,
+            ServiceKind::Ssh => 22,
+            ServiceKind::Https => 443,
+            ServiceKind::Snmp => 161,
+            ServiceKind::Ldap => 389,
+            // No real service owns these; unprivileged and unlikely to
+            // clash with anything installed on the sensor host.
+            ServiceKind::Random => 2048,
+            ServiceKind::Hash => 4096,
         }
     }
 
@@ -193,6 +239,8 @@ impl ServiceKind {
             8123 => 18123,
             6443 => 16443,
             1883 => 11883,
+            2048 => 12048,
+            4096 => 14096,
             p => p,
         }
     }
@@ -202,8 +250,31 @@ impl ServiceKind {
     }
 }
 
+/// A service's configuration plus what it needs made once at start.
+pub(crate) struct Prepared {
+    pub cfg: ServiceConfig,
+    ssh: Option<Arc<russh::server::Config>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Makes (or loads from `state_dir`) the SSH host key and the HTTPS
+/// certificate, before privileges are dropped, so a problem fails the start
+/// with the file named instead of failing each connection.
+pub(crate) fn prepare(kind: ServiceKind, cfg: ServiceConfig, state_dir: &Path) -> anyhow::Result<Prepared> {
+    let ssh = match kind {
+        ServiceKind::Ssh => Some(ssh::server_config(&cfg, state_dir)?),
+        _ => None,
+    };
+    let tls = match kind {
+        ServiceKind::Https => Some(https::acceptor(&cfg, state_dir)?),
+        _ => None,
+    };
+    Ok(Prepared { cfg, ssh, tls })
+}
+
 /// Runs a TCP service on an accepted connection.
-pub(crate) async fn handle_tcp(kind: ServiceKind, conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
+pub(crate) async fn handle_tcp(kind: ServiceKind, conn: &mut Conn, prepared: &Prepared) -> io::Result<()> {
+    let cfg = &prepared.cfg;
     match kind {
         ServiceKind::Telnet => telnet::handle(conn, cfg).await,
         ServiceKind::Http => http::handle(conn, cfg, http::Flavor::Web).await,
@@ -221,7 +292,23 @@ pub(crate) async fn handle_tcp(kind: ServiceKind, conn: &mut Conn, cfg: &Service
         ServiceKind::Motd => motd::handle(conn, cfg).await,
         ServiceKind::Modbus => modbus::handle(conn, cfg).await,
         ServiceKind::Mqtt => mqtt::handle(conn, cfg).await,
-        ServiceKind::EchoUdp | ServiceKind::Dns | ServiceKind::Sip | ServiceKind::Tftp | ServiceKind::Ntp => Ok(()),
+        ServiceKind::Ssh => match &prepared.ssh {
+            Some(config) => ssh::handle(conn, cfg, config).await,
+            None => Ok(()),
+        },
+        ServiceKind::Https => match &prepared.tls {
+            Some(tls) => https::handle(conn, cfg, tls).await,
+            None => Ok(()),
+        },
+        ServiceKind::Ldap => ldap::handle(conn, cfg).await,
+        ServiceKind::Random => random::handle(conn, cfg).await,
+        ServiceKind::Hash => hash::handle(conn, cfg).await,
+        ServiceKind::EchoUdp
+        | ServiceKind::Dns
+        | ServiceKind::Sip
+        | ServiceKind::Tftp
+        | ServiceKind::Ntp
+        | ServiceKind::Snmp => Ok(()),
     }
 }
 
@@ -239,6 +326,7 @@ pub(crate) fn handle_udp(
         ServiceKind::Sip => sip::answer(request, cfg, facts),
         ServiceKind::Tftp => tftp::answer(request, cfg, facts),
         ServiceKind::Ntp => ntp::answer(request, cfg, facts),
+        ServiceKind::Snmp => snmp::answer(request, cfg, facts),
         _ => None,
     }
 }

@@ -113,9 +113,11 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
     let host = cfg.hostname().to_owned();
     // DO ECHO, DO NAWS, DO LFLOW, WILL ECHO, WILL SGA: BusyBox telnetd's
     // opening, byte for byte, so fingerprinting tools take us for one.
-    conn.write(&[IAC, 253, 1, IAC, 253, 31, IAC, 253, 33, IAC, 251, 1, IAC, 251, 3]).await?;
+    // Sent together with the first prompt: one segment (and one TX event)
+    // instead of three.
+    let mut opening = vec![IAC, 253, 1, IAC, 253, 31, IAC, 253, 33, IAC, 251, 1, IAC, 251, 3];
     if let Some(b) = &cfg.banner {
-        conn.write(format!("{}\r\n", b.replace('\n', "\r\n")).as_bytes()).await?;
+        opening.extend_from_slice(format!("{}\r\n", b.replace('\n', "\r\n")).as_bytes());
     }
     let mut t = Telnet { conn, reader: LineReader::default() };
     let mut user = Vec::new();
@@ -124,7 +126,9 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
     // Empty user names re-prompt without costing a try, as login(1) does;
     // the connection's limits bound how long that can go on.
     while tries < MAX_TRIES {
-        t.conn.write(format!("{host} login: ").as_bytes()).await?;
+        let mut prompt = std::mem::take(&mut opening);
+        prompt.extend_from_slice(format!("{host} login: ").as_bytes());
+        t.conn.write(&prompt).await?;
         let Some(u) = t.line().await? else { return Ok(()) };
         if u.is_empty() {
             continue;

@@ -1,5 +1,6 @@
 //! Each service driven by a real client nobody here wrote. A missing client
-//! binary skips its test with a message (CI installs them all).
+//! binary skips its test with a message, or fails it when `CI` is set (CI
+//! installs them all; see `common::tool`).
 
 use std::time::Duration;
 

@@ -14,12 +14,12 @@ use tokio::sync::oneshot;
 
 use crate::common::*;
 
-struct Server {
+pub struct Server {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn start_server(addr: SocketAddr, store: Arc<dyn Store>) -> Server {
+pub async fn start_server(addr: SocketAddr, store: Arc<dyn Store>) -> Server {
     // The port was free a moment ago; retry briefly in case TIME_WAIT lingers.
     let mut listener = None;
     for _ in 0..50 {
@@ -41,7 +41,7 @@ async fn start_server(addr: SocketAddr, store: Arc<dyn Store>) -> Server {
 }
 
 impl Server {
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -57,7 +57,7 @@ async fn echo_sessions(addr: SocketAddr, n: usize) {
     }
 }
 
-fn stored(store: &dyn Store, owner: i64) -> u64 {
+pub fn stored(store: &dyn Store, owner: i64) -> u64 {
     let today = apiary_model::time::day_number(apiary_model::time::now_ms());
     (today - 1..=today).map(|d| store.sensor_data_count(d, Some(owner)).unwrap()).sum()
 }

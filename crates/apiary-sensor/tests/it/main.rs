@@ -4,7 +4,10 @@
 //! Only loopback is ever targeted.
 
 mod abuse;
+mod ber;
 mod clients;
 mod common;
 mod delivery;
 mod e2e;
+mod process;
+mod secure;

@@ -6,9 +6,12 @@
 //! costs them once per thousand events. Event ids inside a block are
 //! contiguous (`first_id + position`), so they are not stored.
 //!
-//! The format is a sequence of records of varints and length-prefixed byte
-//! strings. Decoding never trusts the bytes: a malformed block is an error,
-//! never a panic or an unbounded allocation.
+//! The format is a version byte, the length of the records, then the records
+//! (varints and length-prefixed byte strings) compressed with LZ4: honeypot
+//! traffic repeats itself, and every byte saved is written twice (WAL and
+//! database). Blocks are encoded by the ingesting thread, not the writer.
+//! Decoding never trusts the bytes: a malformed block is an error, never a
+//! panic or an unbounded allocation.
 
 use std::net::IpAddr;
 
@@ -21,6 +24,8 @@ use crate::types::StoredEvent;
 pub(crate) const MAX_BLOCK_EVENTS: usize = 1000;
 
 const FORMAT_VERSION: u8 = 1;
+/// Largest decoded block accepted: every event at its payload limit.
+const MAX_DECODED: usize = MAX_BLOCK_EVENTS * (apiary_model::MAX_DATA_BYTES + 512);
 
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt event block: {0}")]
@@ -60,10 +65,51 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Events of one account and day, already encoded, on their way to the
+/// writer. `data` is valid for all of `events`; the writer re-encodes only
+/// when some of them turn out to be duplicates.
+pub(crate) struct PreparedBlock {
+    pub day: i64,
+    pub events: Vec<Event>,
+    pub data: Vec<u8>,
+}
+
+/// Groups a batch into blocks by day, in arrival order within a day, and
+/// encodes each: the expensive part of storing raw events, done on the
+/// caller's thread so the single writer does not have to.
+pub(crate) fn prepare(events: Vec<Event>) -> Vec<PreparedBlock> {
+    let mut by_day: Vec<(i64, Vec<Event>)> = Vec::new();
+    for e in events {
+        let day = apiary_model::time::day_number(e.ts_ms);
+        match by_day.iter_mut().find(|(d, _)| *d == day) {
+            Some((_, v)) => v.push(e),
+            None => by_day.push((day, vec![e])),
+        }
+    }
+    let mut blocks = Vec::new();
+    for (day, mut events) in by_day {
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(MAX_BLOCK_EVENTS));
+            let data = encode(events.iter());
+            blocks.push(PreparedBlock { day, events, data });
+            events = rest;
+        }
+    }
+    blocks
+}
+
 /// Encodes events (all of one account and day, in id order).
 pub(crate) fn encode<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * 1024);
+    let records = encode_records(events);
+    let mut out = Vec::with_capacity(records.len() / 2 + 16);
     out.push(FORMAT_VERSION);
+    put_varint(&mut out, records.len() as u64);
+    out.extend_from_slice(&lz4_flex::block::compress(&records));
+    out
+}
+
+fn encode_records<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
     let mut prev_ts = 0i64;
     for e in events {
         put_varint(&mut out, zigzag(e.ts_ms - prev_ts));
@@ -158,10 +204,20 @@ pub(crate) fn decode(
     limit: usize,
     out: &mut Vec<StoredEvent>,
 ) -> Result<(), CorruptBlock> {
-    let mut r = Reader { buf: block };
-    if r.byte()? != FORMAT_VERSION {
+    let mut header = Reader { buf: block };
+    if header.byte()? != FORMAT_VERSION {
         return Err(CorruptBlock("unknown format version"));
     }
+    let len = usize::try_from(header.varint()?).map_err(|_| CorruptBlock("length"))?;
+    if len > MAX_DECODED {
+        return Err(CorruptBlock("decoded length over the limit"));
+    }
+    let mut records = vec![0u8; len];
+    let n = lz4_flex::block::decompress_into(header.buf, &mut records).map_err(|_| CorruptBlock("compression"))?;
+    if n != len {
+        return Err(CorruptBlock("decoded length differs"));
+    }
+    let mut r = Reader { buf: &records };
     let mut ts = 0i64;
     let mut id = first_id;
     while !r.buf.is_empty() && out.len() < limit {
@@ -243,7 +299,7 @@ mod tests {
         let mut bad = block.clone();
         bad[0] = 99;
         assert!(decode(1, &bad, 0, usize::MAX, &mut Vec::new()).is_err());
-        let huge_len = [1u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        let huge_len = [1u8, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0];
         assert!(decode(1, &huge_len, 0, usize::MAX, &mut Vec::new()).is_err());
     }
 }

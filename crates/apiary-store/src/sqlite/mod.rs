@@ -14,15 +14,17 @@ mod writer;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use apiary_model::time::{hour_number, month_number};
 use apiary_model::Event;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
-use crate::accounts::{generate_credentials, generate_key, hash_key, key_matches, Credentials, KeyKind};
+use crate::accounts::{generate_credentials, generate_key, hash_key, AccountKeys, Credentials, KeyKind};
 use crate::quota::{QuotaBook, QuotaDecision};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
@@ -51,7 +53,26 @@ pub struct SqliteStore {
     readers: Pool,
     writer: Mutex<Option<SyncSender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     quota: QuotaBook,
+}
+
+/// How often the checkpointer copies committed WAL frames into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// A WAL larger than this is truncated even if that briefly stalls the writer.
+const WAL_TRUNCATE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Copies WAL frames into the database file on its own thread and
+/// connection, so the writer never spends its time checkpointing.
+fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let big = std::fs::metadata(&wal).map(|m| m.len() > WAL_TRUNCATE_BYTES).unwrap_or(false);
+        let mode = if big { "TRUNCATE" } else { "PASSIVE" };
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
 }
 
 const DB_FILE: &str = "apiary.db";
@@ -79,6 +100,17 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&path, &opts)?;
         schema::migrate(&mut conn)?;
+        // Checkpoints run on their own thread; the writer only falls back to
+        // one when the WAL has grown far (about 256 MiB of 4 KiB pages).
+        conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpoint_conn = open_connection(&path, &opts)?;
+        let wal = data_dir.join(format!("{DB_FILE}-wal"));
+        let flag = stop.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("apiary-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoint_conn, wal, flag))
+            .map_err(|source| StoreError::Io { path: "checkpoint thread".into(), source })?;
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
@@ -95,6 +127,7 @@ impl SqliteStore {
             path,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some((stop, checkpointer))),
             quota: QuotaBook::default(),
         })
     }
@@ -116,6 +149,10 @@ impl SqliteStore {
         self.flush()?;
         drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(t) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+        if let Some((stop, t)) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.store(true, Ordering::Relaxed);
             let _ = t.join();
         }
         Ok(())
@@ -231,22 +268,13 @@ impl Store for SqliteStore {
         Ok(key)
     }
 
-    fn authenticate(&self, api_id: &str, key: &str) -> Result<Option<(Account, KeyKind)>> {
+    fn account_keys(&self, api_id: &str) -> Result<Option<AccountKeys>> {
         let conn = self.readers.get()?;
-        let Some((account, threat_hash, sensor_hash)) = self.account_by_api_id(&conn, api_id)? else {
-            return Ok(None);
-        };
-        if account.disabled {
-            return Ok(None);
-        }
-        // Both comparisons always run, so timing does not reveal which matched.
-        let threat = key_matches(key, &threat_hash);
-        let sensor = key_matches(key, &sensor_hash);
-        Ok(match (threat, sensor) {
-            (true, _) => Some((account, KeyKind::Threat)),
-            (false, true) => Some((account, KeyKind::Sensor)),
-            _ => None,
-        })
+        Ok(self.account_by_api_id(&conn, api_id)?.map(|(account, threat_key_hash, sensor_key_hash)| AccountKeys {
+            account,
+            threat_key_hash,
+            sensor_key_hash,
+        }))
     }
 
     fn consume_quota(&self, account: &Account, now_ms: i64) -> Result<QuotaDecision> {
@@ -268,7 +296,8 @@ impl Store for SqliteStore {
             return Ok(IngestOutcome::default());
         }
         let (reply, rx) = mpsc::sync_channel(1);
-        let job = IngestJob { owner, peer, events, now_ms: apiary_model::time::now_ms(), reply };
+        let blocks = block::prepare(events);
+        let job = IngestJob { owner, peer, blocks, now_ms: apiary_model::time::now_ms(), reply };
         self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }

@@ -6,7 +6,7 @@
 //! HTTP requests share one fsync-free WAL commit, and each caller is answered
 //! only after the commit that made its events durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-use super::block::{self, MAX_BLOCK_EVENTS};
+use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
 
 use crate::types::{AccountId, IngestOutcome};
 use crate::{Result, StoreError};
@@ -29,9 +29,15 @@ pub(crate) type Reply<T> = SyncSender<Result<T>>;
 pub(crate) struct IngestJob {
     pub owner: AccountId,
     pub peer: Option<IpAddr>,
-    pub events: Vec<Event>,
+    pub blocks: Vec<PreparedBlock>,
     pub now_ms: i64,
     pub reply: Reply<IngestOutcome>,
+}
+
+impl IngestJob {
+    fn len(&self) -> usize {
+        self.blocks.iter().map(|b| b.events.len()).sum()
+    }
 }
 
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -54,11 +60,11 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
             }
             Job::Ingest(job) => vec![job],
         };
-        let mut total = batch[0].events.len();
+        let mut total = batch[0].len();
         while total < MAX_EVENTS_PER_COMMIT {
             match jobs.try_recv() {
                 Ok(Job::Ingest(job)) => {
-                    total += job.events.len();
+                    total += job.len();
                     batch.push(job);
                 }
                 Ok(Job::Task(task)) => {
@@ -159,15 +165,26 @@ impl<'a> Rollups<'a> {
             "INSERT INTO host_hour_all (hour, host, count, last_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
         )?;
-        for ((hour, host), (count, last)) in &self.host_hour_all {
-            st.execute(params![hour, host.to_string(), *count as i64, last])?;
+        // Rows go in key order: each B-tree page is then visited once per
+        // transaction instead of once per row.
+        let mut rows: Vec<_> =
+            self.host_hour_all.iter().map(|((hour, host), v)| (*hour, host.to_string(), *v)).collect();
+        rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (hour, host, (count, last)) in rows {
+            st.execute(params![hour, host, count as i64, last])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO host_hour (service, hour, host, owner, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
         )?;
-        for ((service, hour, host, owner), (count, last)) in &self.host_hour {
-            st.execute(params![service, hour, host.to_string(), owner, *count as i64, last])?;
+        let mut rows: Vec<_> = self
+            .host_hour
+            .iter()
+            .map(|((service, hour, host, owner), v)| (*service, *hour, host.to_string(), *owner, *v))
+            .collect();
+        rows.sort_unstable_by(|a, b| (a.0, a.1, &a.2, a.3).cmp(&(b.0, b.1, &b.2, b.3)));
+        for (service, hour, host, owner, (count, last)) in rows {
+            st.execute(params![service, hour, host, owner, count as i64, last])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO service_hour (hour, service, owner, count) VALUES (?1, ?2, ?3, ?4)
@@ -181,10 +198,16 @@ impl<'a> Rollups<'a> {
              ON CONFLICT DO UPDATE SET count = count + excluded.count",
         )?;
         let mut days = Vec::new();
-        for ((day, host, service), count) in &self.ip_day {
-            st.execute(params![day, host.to_string(), service, *count as i64])?;
-            if !days.contains(day) {
-                days.push(*day);
+        let mut rows: Vec<_> = self
+            .ip_day
+            .iter()
+            .map(|((day, host, service), count)| (*day, host.to_string(), *service, *count))
+            .collect();
+        rows.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        for (day, host, service, count) in rows {
+            st.execute(params![day, host, service, count as i64])?;
+            if !days.contains(&day) {
+                days.push(day);
             }
         }
         let mut st = tx.prepare_cached("INSERT OR IGNORE INTO days (day) VALUES (?1)")?;
@@ -200,8 +223,10 @@ impl<'a> Rollups<'a> {
         }
         let mut new_hosts: HashMap<i64, i64> = HashMap::new();
         let mut st = tx.prepare_cached("INSERT OR IGNORE INTO month_host (month, host) VALUES (?1, ?2)")?;
-        for (month, host) in self.month_host.keys() {
-            *new_hosts.entry(*month).or_default() += st.execute(params![month, host.to_string()])? as i64;
+        let mut rows: Vec<_> = self.month_host.keys().map(|(month, host)| (*month, host.to_string())).collect();
+        rows.sort_unstable();
+        for (month, host) in rows {
+            *new_hosts.entry(month).or_default() += st.execute(params![month, host])? as i64;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO month_stats (month, events, hosts) VALUES (?1, ?2, ?3)
@@ -238,54 +263,71 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 fn ingest_batch(conn: &mut Connection, nodes: &mut NodeCache, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
+    let mut next_id = hwm + 1;
     let mut rollups = Rollups::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
-    // New events by (account, day), in arrival order: each group becomes
-    // blocks of consecutive ids.
-    let mut fresh: BTreeMap<(AccountId, i64), Vec<&Event>> = BTreeMap::new();
     {
         let mut claim =
             tx.prepare_cached("INSERT OR IGNORE INTO event_uids (owner, ts_ms, uid) VALUES (?1, ?2, ?3)")?;
         let mut touch = tx.prepare_cached(
             "UPDATE nodes SET last_seen_ms = max(last_seen_ms, ?2), public_ip = coalesce(?3, public_ip) WHERE id = ?1",
         )?;
+        let mut store_block = tx.prepare_cached(
+            "INSERT INTO event_blocks (first_id, last_id, day, owner, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
         for job in jobs {
             let mut outcome = IngestOutcome::default();
             let mut touched: Vec<i64> = Vec::new();
             let mut last_node: Option<&str> = None;
-            for e in &job.events {
-                if last_node != Some(e.node.as_str()) {
-                    let node = node_row(&tx, nodes, job.owner, &e.node, job.now_ms)?;
-                    if !touched.contains(&node) {
-                        touched.push(node);
+            for block in &job.blocks {
+                for e in &block.events {
+                    if last_node != Some(e.node.as_str()) {
+                        let node = node_row(&tx, nodes, job.owner, &e.node, job.now_ms)?;
+                        if !touched.contains(&node) {
+                            touched.push(node);
+                        }
+                        last_node = Some(e.node.as_str());
                     }
-                    last_node = Some(e.node.as_str());
                 }
-                if claim.execute(params![job.owner, e.ts_ms, event_uid(job.owner, &e.node, &e.id)])? == 1 {
-                    outcome.accepted += 1;
+                // Claim idempotency keys in index order (see Rollups::write).
+                let mut keys: Vec<(i64, i64, usize)> = block
+                    .events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.ts_ms, event_uid(job.owner, &e.node, &e.id), i))
+                    .collect();
+                keys.sort_unstable();
+                let mut is_fresh = vec![false; block.events.len()];
+                for (ts_ms, uid, i) in keys {
+                    is_fresh[i] = claim.execute(params![job.owner, ts_ms, uid])? == 1;
+                }
+                let fresh: Vec<&Event> =
+                    block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
+                for e in &fresh {
                     rollups.add(job.owner, e);
-                    fresh.entry((job.owner, day_number(e.ts_ms))).or_default().push(e);
-                } else {
-                    outcome.duplicates += 1;
                 }
+                outcome.accepted += fresh.len() as u64;
+                outcome.duplicates += (block.events.len() - fresh.len()) as u64;
+                if fresh.is_empty() {
+                    continue;
+                }
+                // Some events were stored before: this block holds only the new ones.
+                let reencoded;
+                let data = if fresh.len() == block.events.len() {
+                    &block.data
+                } else {
+                    reencoded = block::encode(fresh.iter().copied());
+                    &reencoded
+                };
+                let last_id = next_id + fresh.len() as i64 - 1;
+                store_block.execute(params![next_id, last_id, block.day, job.owner, fresh.len() as i64, data])?;
+                next_id = last_id + 1;
             }
             let peer = job.peer.map(|p| apiary_model::canonical_ip(p).to_string());
             for node in touched {
                 touch.execute(params![node, job.now_ms, peer])?;
             }
             outcomes.push(outcome);
-        }
-        let mut store_block = tx.prepare_cached(
-            "INSERT INTO event_blocks (first_id, last_id, day, owner, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut next_id = hwm + 1;
-        for ((owner, day), events) in &fresh {
-            for chunk in events.chunks(MAX_BLOCK_EVENTS) {
-                let last_id = next_id + chunk.len() as i64 - 1;
-                let data = block::encode(chunk.iter().copied());
-                store_block.execute(params![next_id, last_id, day, owner, chunk.len() as i64, data])?;
-                next_id = last_id + 1;
-            }
         }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }

@@ -179,3 +179,12 @@ pub fn ingest(server: &Server, creds: &Creds, events: &[Value]) -> (u16, Value) 
     let status = r.status().as_u16();
     (status, r.json().unwrap())
 }
+
+/// Polls `check` until it holds, for at most `secs` seconds.
+pub fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
