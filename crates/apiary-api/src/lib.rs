@@ -10,6 +10,7 @@ mod auth;
 mod bad_hosts_cache;
 mod config;
 mod credentials;
+mod enrich;
 mod error;
 mod render;
 mod routes;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ApiConfig;
+pub use enrich::enrich;
 pub use error::ApiError;
 pub use state::{AppState, IntelHandle};
 

@@ -101,6 +101,19 @@ pub struct Event {
     pub remote_port: u16,
     /// The payload as raw bytes; the wire carries it as hex.
     pub data: Vec<u8>,
+    /// Where the remote host is, as the server's IP intelligence knew it at
+    /// ingest; not part of the wire form.
+    pub origin: Origin,
+}
+
+/// The network origin of a remote host, recorded with each stored event so
+/// that per-ASN and per-country answers do not depend on today's feeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Autonomous system number; 0 when unknown.
+    pub asn: u32,
+    /// ISO 3166-1 alpha-2 country code, when known.
+    pub country: Option<[u8; 2]>,
 }
 
 impl Event {
@@ -406,6 +419,7 @@ impl WireRef<'_> {
             remote_host,
             remote_port,
             data,
+            origin: Origin::default(),
         })
     }
 

@@ -15,6 +15,7 @@ mod ndjson;
 pub mod time;
 
 pub use event::{
-    canonical_ip, md5_hex, Event, EventError, EventKind, Flex, Protocol, WireEvent, MAX_DATA_BYTES, MAX_SERVICE_LEN,
+    canonical_ip, md5_hex, Event, EventError, EventKind, Flex, Origin, Protocol, WireEvent, MAX_DATA_BYTES,
+    MAX_SERVICE_LEN,
 };
 pub use ndjson::{parse_batch, BatchError, ParsedBatch, RejectedEvent};

@@ -81,6 +81,9 @@ pub trait Store: Send + Sync + 'static {
     fn month_stats(&self, month: Option<i64>) -> Result<Option<MonthStats>>;
     fn nodes(&self, since_ms: i64, owner: Option<AccountId>) -> Result<Vec<NodeInfo>>;
     fn ip_history(&self, ip: IpAddr) -> Result<Vec<IpHistoryRow>>;
+    /// Distinct remote hosts per AS number over the days `from_day..=to_day`,
+    /// most hosts first; hosts of unknown AS are left out.
+    fn asn_hosts(&self, from_day: i64, to_day: i64) -> Result<Vec<AsnHosts>>;
 
     // --- maintenance ----------------------------------------------------
     /// Deletes raw events of days before `before_day`, in small steps so that

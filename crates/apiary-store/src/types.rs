@@ -98,6 +98,17 @@ pub struct StoredEvent {
     pub local_port: u16,
     pub data: Vec<u8>,
     pub node: String,
+    /// The remote host's AS number at ingest (0: unknown).
+    pub asn: u32,
+    /// The remote host's country code at ingest.
+    pub country: Option<String>,
+}
+
+/// How many distinct remote hosts of one autonomous system were seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsnHosts {
+    pub asn: u32,
+    pub hosts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -554,3 +554,49 @@ fn feeds_install_plans_offline_and_fails_clearly_without_network() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("cannot reach") && err.contains("Nothing was installed"), "{err}");
 }
+
+/// An event from `host` dated `days_ago` days back, as the sensor-key ingest takes it.
+fn event_days_ago(id: &str, host: &str, days_ago: i64) -> Value {
+    let mut e = event(id, NODE_A, host, "SSH", b"");
+    let when = chrono::Utc::now() - chrono::Duration::days(days_ago);
+    e["date"] = json!(when.format("%Y-%m-%d").to_string());
+    e["time"] = json!(when.format("%H:%M:%S").to_string());
+    e
+}
+
+#[test]
+fn events_are_enriched_at_ingest_for_the_asn_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = create_account(dir.path(), "op", &["--quota", "unlimited"]);
+    let server = Server::start_with_config(dir.path(), Some(&full_config()));
+    wait_loaded(&server, &creds, &["cloud:azure/germany"]);
+    // Today: two Google hosts (one twice) and one Cloudflare; yesterday: one
+    // more Google host. 10.0.0.1 has no AS and is left out.
+    let events = vec![
+        event_days_ago("a", "8.8.8.8", 0),
+        event_days_ago("b", "8.8.8.8", 0),
+        event_days_ago("c", "8.8.4.4", 0),
+        event_days_ago("d", "1.0.0.1", 0),
+        event_days_ago("e", "10.0.0.1", 0),
+        event_days_ago("f", "8.8.4.4", 1),
+        event_days_ago("g", "8.8.8.9", 1),
+    ];
+    assert_eq!(ingest(&server, &creds, &events).0, 200);
+    let week = ok(&server, &creds, "asns-7d");
+    assert_eq!(week, ok(&server, &creds, "stats/asn"));
+    let google = week.as_array().unwrap().iter().find(|r| r["asn"] == 15169).expect("AS15169 listed");
+    assert_eq!(google["count"], 3, "8.8.8.8, 8.8.4.4 and 8.8.8.9: distinct hosts, numbers");
+    assert_eq!(google["entity"], "Google LLC");
+    assert_eq!(week[0]["asn"], 15169, "most hosts first");
+    assert!(week.as_array().unwrap().iter().all(|r| r["asn"].is_u64() && r["count"].is_u64()));
+    let yesterday = ok(&server, &creds, "asns");
+    assert_eq!(yesterday.as_array().unwrap().len(), 1, "{yesterday}");
+    assert_eq!(yesterday[0]["count"], 2);
+    // Feeds that change later do not change what was recorded: the stored
+    // AS survives a restart with every feed gone.
+    drop(server);
+    let server = Server::start(dir.path());
+    let again = ok(&server, &creds, "asns-7d");
+    assert_eq!(again[0]["asn"], 15169);
+    assert_eq!(again[0]["count"], 3);
+}

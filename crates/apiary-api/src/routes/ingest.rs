@@ -40,13 +40,15 @@ pub(crate) async fn events(
     let max_events = state.config.max_batch_events;
     let owner = caller.account.id;
     let store = state.store.clone();
+    let intel = state.intel();
     let outcome = tokio::task::spawn_blocking(move || {
         let body = if gzip { gunzip(&raw, limit)? } else { raw.to_vec() };
         let batch = parse_batch(&body, max_events, apiary_model::time::now_ms()).map_err(|e| match e {
             BatchError::TooMany { .. } => ApiError::PayloadTooLarge(e.to_string()),
             other => ApiError::BadRequest(other.to_string()),
         })?;
-        let events = batch.events.into_iter().map(|(_, e)| e).collect();
+        let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
+        crate::enrich(&intel, &mut events);
         let stored = store.ingest(owner, Some(peer.ip()), events).map_err(ApiError::from)?;
         Ok::<_, ApiError>((stored, batch.rejected))
     })

@@ -196,6 +196,31 @@ pub(crate) async fn nodes_mine(
     nodes_answer(&state, Some(caller.account.id)).await
 }
 
+/// `[{"asn":14061,"entity":"DIGITALOCEAN-ASN","count":2828}]` (numbers):
+/// distinct remote hosts per AS over whole UTC days, `days_back` days before
+/// today through `last_back` days before today.
+async fn asn_answer(state: &AppState, days_back: i64, last_back: i64) -> Result<Json<Value>, ApiError> {
+    let today = apiary_model::time::day_number(now_ms());
+    let (from, to) = (today - days_back, today - last_back);
+    let rows = state.with_store(move |s| s.asn_hosts(from, to)).await?;
+    let intel = state.intel();
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|r| json!({"asn": r.asn, "entity": intel.as_name(r.asn).unwrap_or(""), "count": r.hosts}))
+            .collect(),
+    )))
+}
+
+/// `/stats/asn` and `/asns-7d`: the last seven days, today included.
+pub(crate) async fn asns_7d(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    asn_answer(&state, 6, 0).await
+}
+
+/// `/asns`: the previous UTC day.
+pub(crate) async fn asns_previous_day(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    asn_answer(&state, 1, 1).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,8 @@ fn encode_records<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
         put_ip(&mut out, e.local_host);
         put_varint(&mut out, u64::from(e.local_port));
         put_bytes(&mut out, &e.data);
+        put_varint(&mut out, u64::from(e.origin.asn));
+        out.extend_from_slice(&e.origin.country.unwrap_or([0, 0]));
     }
     out
 }
@@ -232,6 +234,8 @@ pub(crate) fn decode(
         let local_host = r.ip()?;
         let local_port = r.port()?;
         let data = r.bytes()?;
+        let asn = u32::try_from(r.varint()?).map_err(|_| CorruptBlock("asn"))?;
+        let country = r.fixed::<2>()?;
         if id > after_id {
             out.push(StoredEvent {
                 id,
@@ -246,6 +250,8 @@ pub(crate) fn decode(
                 local_port,
                 data: data.to_vec(),
                 node,
+                asn,
+                country: (country != [0, 0]).then(|| String::from_utf8_lossy(&country).into_owned()),
             });
         }
         id += 1;
@@ -271,6 +277,7 @@ mod tests {
             remote_host: if i % 2 == 0 { "1.2.3.4".parse().unwrap() } else { "2001:db8::1".parse().unwrap() },
             remote_port: 40000,
             data: vec![i as u8; (i % 50) as usize],
+            origin: apiary_model::Origin { asn: i as u32, country: Some(*b"NL") },
         }
     }
 
@@ -284,6 +291,7 @@ mod tests {
         for (i, (s, e)) in out.iter().zip(&events).enumerate() {
             assert_eq!(s.id, 500 + i as i64);
             assert_eq!((s.ts_ms, &s.data, s.remote_host.clone()), (e.ts_ms, &e.data, e.remote_host.to_string()));
+            assert_eq!((s.asn, s.country.as_deref()), (e.origin.asn, Some("NL")));
         }
         out.clear();
         decode(500, &block, 549, 10, &mut out).unwrap();

@@ -451,6 +451,18 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn asn_hosts(&self, from_day: i64, to_day: i64) -> Result<Vec<AsnHosts>> {
+        let conn = self.readers.get()?;
+        let mut st = conn.prepare_cached(
+            "SELECT asn, count(DISTINCT host) FROM ip_day WHERE day BETWEEN ?1 AND ?2 AND asn != 0
+             GROUP BY asn ORDER BY 2 DESC, 1",
+        )?;
+        let rows = st.query_map(params![from_day, to_day], |r| {
+            Ok(AsnHosts { asn: r.get(0)?, hosts: r.get::<_, i64>(1)? as u64 })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn prune_events(&self, before_day: i64) -> Result<u64> {
         let mut total = 0;
         loop {

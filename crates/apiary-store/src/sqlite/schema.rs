@@ -81,8 +81,10 @@ const MIGRATIONS: &[&str] = &[
     -- Keyed day first so that a day's inserts stay in one small region of
     -- the tree (host first would scatter them over all history); an IP's
     -- history is read with one seek per day listed in `days`.
+    -- `asn` is the host's AS at ingest (0: unknown), for the per-ASN answers.
     CREATE TABLE ip_day (
         day INTEGER NOT NULL, host TEXT NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
+        asn INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (day, host, service)
     ) WITHOUT ROWID;
     CREATE TABLE days (day INTEGER PRIMARY KEY);

@@ -133,7 +133,7 @@ struct Rollups<'a> {
     host_hour_all: FxHashMap<(i64, IpAddr), (u64, i64)>,
     host_hour: FxHashMap<(&'a str, i64, IpAddr, AccountId), (u64, i64)>,
     service_hour: FxHashMap<(i64, &'a str, AccountId), u64>,
-    ip_day: FxHashMap<(i64, IpAddr, &'a str), u64>,
+    ip_day: FxHashMap<(i64, IpAddr, &'a str), (u64, u32)>,
     day_owner: FxHashMap<(i64, AccountId), u64>,
     month_events: FxHashMap<i64, u64>,
     month_service: FxHashMap<(i64, &'a str), u64>,
@@ -153,7 +153,11 @@ impl<'a> Rollups<'a> {
         bump(self.host_hour_all.entry((hour, host)).or_default());
         bump(self.host_hour.entry((e.service.as_str(), hour, host, owner)).or_default());
         *self.service_hour.entry((hour, e.service.as_str(), owner)).or_default() += 1;
-        *self.ip_day.entry((day, host, e.service.as_str())).or_default() += 1;
+        let day_row = self.ip_day.entry((day, host, e.service.as_str())).or_default();
+        day_row.0 += 1;
+        if e.origin.asn != 0 {
+            day_row.1 = e.origin.asn;
+        }
         *self.day_owner.entry((day, owner)).or_default() += 1;
         *self.month_events.entry(month).or_default() += 1;
         *self.month_service.entry((month, e.service.as_str())).or_default() += 1;
@@ -194,8 +198,9 @@ impl<'a> Rollups<'a> {
             st.execute(params![hour, service, owner, *count as i64])?;
         }
         let mut st = tx.prepare_cached(
-            "INSERT INTO ip_day (day, host, service, count) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            "INSERT INTO ip_day (day, host, service, count, asn) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET count = count + excluded.count,
+                asn = CASE WHEN excluded.asn != 0 THEN excluded.asn ELSE asn END",
         )?;
         let mut days = Vec::new();
         let mut rows: Vec<_> = self
@@ -204,8 +209,8 @@ impl<'a> Rollups<'a> {
             .map(|((day, host, service), count)| (*day, host.to_string(), *service, *count))
             .collect();
         rows.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
-        for (day, host, service, count) in rows {
-            st.execute(params![day, host, service, count as i64])?;
+        for (day, host, service, (count, asn)) in rows {
+            st.execute(params![day, host, service, count as i64, asn])?;
             if !days.contains(&day) {
                 days.push(day);
             }

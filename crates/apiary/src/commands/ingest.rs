@@ -55,12 +55,20 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
+    // Events are enriched with the IP intelligence the server would use: the
+    // last good copies of the configured feeds.
+    let feeds = super::feeds::manager(settings)?;
+    for (feed, e) in feeds.load_state() {
+        eprintln!("apiary: saved copy of feed {feed} unreadable, events are not enriched from it: {e}");
+    }
+    let intel = feeds.intel();
+
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (tx, rx) = mpsc::sync_channel::<Chunk>(4);
     let rx = Arc::new(Mutex::new(rx));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (rx, store, tally) = (rx.clone(), store.clone(), tally.clone());
+            let (rx, store, tally, intel) = (rx.clone(), store.clone(), tally.clone(), intel.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
                 loop {
                     let chunk = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
@@ -69,7 +77,8 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
                     };
                     let batch = parse_batch(&chunk.text, chunk.lines + 1, apiary_model::time::now_ms())
                         .with_context(|| format!("lines from {}", chunk.first_line))?;
-                    let events = batch.events.into_iter().map(|(_, e)| e).collect();
+                    let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
+                    apiary_api::enrich(&intel, &mut events);
                     let outcome = store.ingest(owner.id, None, events)?;
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.accepted += outcome.accepted;

@@ -67,6 +67,7 @@ impl Server {
     }
 
     pub fn restart(&mut self) {
+        self.kill9();
         self.port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg("--data-dir").arg(&self.dir);
