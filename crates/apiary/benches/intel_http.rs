@@ -8,46 +8,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use support::*;
-
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(rel)
-}
-
-/// Every fixture feed, as in tests/intel.rs.
-const FEEDS: &[(&str, &str, &str, &str)] = &[
-    ("asn-v4", "asn_csv", "geo/ip-location-db-asn/asn-ipv4.subset.csv", ""),
-    ("asn-v6", "asn_csv", "geo/ip-location-db-asn/asn-ipv6.subset.csv", ""),
-    ("iptoasn", "asn_tsv", "feeds/iptoasn/ip2asn-v4.tsv.head", ""),
-    ("geolite2-asn", "asn_mmdb", "geo/maxmind/test-data/GeoLite2-ASN-Test.mmdb", ""),
-    ("city", "geo_mmdb", "geo/maxmind/test-data/GeoIP2-City-Test.mmdb", ""),
-    ("country", "geo_mmdb", "geo/ip-location-db-geo-whois-asn-country/geo-whois-asn-country-ipv4.mmdb", ""),
-    ("cymru", "team_cymru_bogons", "feeds/team-cymru/fullbogons-ipv4.txt", ""),
-    ("tor-bulk", "tor_bulk_exit_list", "feeds/tor/torbulkexitlist", ""),
-    ("tor-dnsel", "tor_exit_addresses", "feeds/tor/exit-addresses.subset", ""),
-    ("dshield", "dshield_block", "feeds/dshield/block.txt", "list = \"sansip\""),
-    ("ciarmy", "plain_list", "feeds/ciarmy/ci-badguys.txt.head", ""),
-    ("et-compromised", "plain_list", "feeds/emergingthreats/compromised-ips.txt", ""),
-    ("project-honeypot", "plain_list", "feeds/firehol/spamhaus_drop.netset.head", ""),
-    ("pallebone", "plain_list", "feeds/pallebone/BlockIP.txt.subset", ""),
-    ("threatfox", "threatfox_csv", "feeds/threatfox/threatfox-full-export.excerpt.csv", ""),
-    ("blocklist_net_ua", "plain_list", "feeds/blocklist-de/all.txt.subset", ""),
-    ("aws", "aws_ip_ranges", "feeds/cloud/aws/ip-ranges.subset.json", ""),
-    ("azure", "azure_service_tags", "feeds/cloud/azure/ServiceTags_Public_20251020.subset.json", ""),
-    ("azure-china", "azure_service_tags", "feeds/cloud/azure/ServiceTags_China_20251020.subset.json", ""),
-    ("azure-gov", "azure_service_tags", "feeds/cloud/azure/ServiceTags_AzureGovernment_20251020.subset.json", ""),
-    ("gcp", "gcp_cloud_json", "feeds/cloud/gcp/cloud.json", ""),
-    ("ibm", "ibm_ips_markdown", "feeds/cloud/ibm/ips.md", ""),
-    ("oracle", "oracle_ip_ranges", "feeds/cloud/oracle/public_ip_ranges.subset.json", ""),
-    ("cloudflare-v4", "cloudflare_ips", "feeds/cloud/cloudflare/ips-v4", ""),
-    ("cloudflare-v6", "cloudflare_ips", "feeds/cloud/cloudflare/ips-v6", ""),
-    ("shadowserver-nt-scanning", "misp_warning_list", "feeds/misp-warninglists/shadowserver-nt-scanning.json", ""),
-    ("censys-scanning", "misp_warning_list", "feeds/misp-warninglists/censys-scanning.json", ""),
-    ("shodan-scanning", "misp_warning_list", "feeds/misp-warninglists/shodan-scanning.json", ""),
-];
 
 /// Addresses the load rotates through: City hits, ASN hits, IPv6, lists, scanners, clouds.
 const IPS: &[&str] = &[
@@ -84,13 +48,7 @@ fn kib(pid: u32, field: &str) -> u64 {
 }
 
 fn config(dir: &Path) -> String {
-    let mut cfg = String::from("[intel]\ncheck_secs = 3600\n");
-    for (name, kind, rel, extra) in FEEDS {
-        cfg += &format!(
-            "\n[[intel.feeds]]\nname = \"{name}\"\nkind = \"{kind}\"\npath = {:?}\n{extra}\n",
-            fixture(rel).display().to_string()
-        );
-    }
+    let cfg = feeds_config(3600);
     std::fs::write(dir.join("apiary.toml"), &cfg).unwrap();
     cfg
 }

@@ -3,22 +3,11 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::json;
 use support::*;
 
 #[test]
 fn official_python_client_works_against_apiary() {
-    let probe = Command::new("python3").args(["-c", "import honeydb"]).output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        assert!(
-            std::env::var_os("APIARY_SKIP_PYTHON").is_some(),
-            "the `honeydb` Python package is missing: `pip install honeydb` (or set APIARY_SKIP_PYTHON=1)"
-        );
-        eprintln!("skipping: honeydb not installed and APIARY_SKIP_PYTHON is set");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let creds = create_account(dir.path(), "analyst", &["--role", "all-sensors", "--quota", "unlimited"]);
     let server = Server::start(dir.path());
@@ -39,16 +28,8 @@ fn official_python_client_works_against_apiary() {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/honeydb_compat.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([&server.api(), &creds.api_id, &creds.threat_key, &creds.sensor_key, &today()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python client failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_python_script(
+        "honeydb_compat.py",
+        &[&server.api(), &creds.api_id, &creds.threat_key, &creds.sensor_key, &today()],
     );
 }

@@ -189,3 +189,80 @@ pub fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A fixture file of `../shared/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(rel)
+}
+
+/// `(name, kind, fixture, extra TOML lines)` of every fixture feed. ASN and geo
+/// feeds answer in this order.
+pub const FIXTURE_FEEDS: &[(&str, &str, &str, &str)] = &[
+    ("asn-v4", "asn_csv", "geo/ip-location-db-asn/asn-ipv4.subset.csv", ""),
+    ("asn-v6", "asn_csv", "geo/ip-location-db-asn/asn-ipv6.subset.csv", ""),
+    ("iptoasn", "asn_tsv", "feeds/iptoasn/ip2asn-v4.tsv.head", ""),
+    ("geolite2-asn", "asn_mmdb", "geo/maxmind/test-data/GeoLite2-ASN-Test.mmdb", ""),
+    ("city", "geo_mmdb", "geo/maxmind/test-data/GeoIP2-City-Test.mmdb", ""),
+    ("country", "geo_mmdb", "geo/ip-location-db-geo-whois-asn-country/geo-whois-asn-country-ipv4.mmdb", ""),
+    ("cymru", "team_cymru_bogons", "feeds/team-cymru/fullbogons-ipv4.txt", ""),
+    ("tor-bulk", "tor_bulk_exit_list", "feeds/tor/torbulkexitlist", ""),
+    ("tor-dnsel", "tor_exit_addresses", "feeds/tor/exit-addresses.subset", ""),
+    ("dshield", "dshield_block", "feeds/dshield/block.txt", "list = \"sansip\""),
+    ("ciarmy", "plain_list", "feeds/ciarmy/ci-badguys.txt.head", ""),
+    ("et-compromised", "plain_list", "feeds/emergingthreats/compromised-ips.txt", ""),
+    ("project-honeypot", "plain_list", "feeds/firehol/spamhaus_drop.netset.head", ""),
+    ("pallebone", "plain_list", "feeds/pallebone/BlockIP.txt.subset", ""),
+    ("threatfox", "threatfox_csv", "feeds/threatfox/threatfox-full-export.excerpt.csv", ""),
+    ("blocklist_net_ua", "plain_list", "feeds/blocklist-de/all.txt.subset", ""),
+    ("aws", "aws_ip_ranges", "feeds/cloud/aws/ip-ranges.subset.json", ""),
+    ("azure", "azure_service_tags", "feeds/cloud/azure/ServiceTags_Public_20251020.subset.json", ""),
+    ("azure-china", "azure_service_tags", "feeds/cloud/azure/ServiceTags_China_20251020.subset.json", ""),
+    ("azure-gov", "azure_service_tags", "feeds/cloud/azure/ServiceTags_AzureGovernment_20251020.subset.json", ""),
+    ("gcp", "gcp_cloud_json", "feeds/cloud/gcp/cloud.json", ""),
+    ("ibm", "ibm_ips_markdown", "feeds/cloud/ibm/ips.md", ""),
+    ("oracle", "oracle_ip_ranges", "feeds/cloud/oracle/public_ip_ranges.subset.json", ""),
+    ("cloudflare-v4", "cloudflare_ips", "feeds/cloud/cloudflare/ips-v4", ""),
+    ("cloudflare-v6", "cloudflare_ips", "feeds/cloud/cloudflare/ips-v6", ""),
+    ("shadowserver-nt-scanning", "misp_warning_list", "feeds/misp-warninglists/shadowserver-nt-scanning.json", ""),
+    ("censys-scanning", "misp_warning_list", "feeds/misp-warninglists/censys-scanning.json", ""),
+    ("shodan-scanning", "misp_warning_list", "feeds/misp-warninglists/shodan-scanning.json", ""),
+];
+
+pub fn feed_toml(name: &str, kind: &str, path: &Path, extra: &str) -> String {
+    format!(
+        "\n[[intel.feeds]]\nname = \"{name}\"\nkind = \"{kind}\"\npath = {:?}\n{extra}\n",
+        path.display().to_string()
+    )
+}
+
+/// An `[intel]` config loading every fixture feed.
+pub fn feeds_config(check_secs: u64) -> String {
+    let mut cfg = format!("[intel]\ncheck_secs = {check_secs}\n");
+    for (name, kind, rel, extra) in FIXTURE_FEEDS {
+        cfg += &feed_toml(name, kind, &fixture(rel), extra);
+    }
+    cfg
+}
+
+/// Runs a script of `tests/python` that drives the official `honeydb`
+/// client, failing the test with its output if it fails. Without the
+/// package the test fails too, unless APIARY_SKIP_PYTHON is set.
+pub fn run_python_script(script: &str, args: &[&str]) {
+    let probe = Command::new("python3").args(["-c", "import honeydb"]).output();
+    if !matches!(&probe, Ok(o) if o.status.success()) {
+        assert!(
+            std::env::var_os("APIARY_SKIP_PYTHON").is_some(),
+            "the `honeydb` Python package is missing: `pip install honeydb` (or set APIARY_SKIP_PYTHON=1)"
+        );
+        eprintln!("skipping: honeydb not installed and APIARY_SKIP_PYTHON is set");
+        return;
+    }
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(&path).args(args).output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
