@@ -71,7 +71,8 @@ pub struct FeedStatus {
 }
 
 impl FeedStatus {
-    fn new(cfg: &FeedConfig) -> Self {
+    /// The status of a configured feed that has never been loaded.
+    pub fn new(cfg: &FeedConfig) -> Self {
         FeedStatus {
             name: cfg.name.clone(),
             kind: cfg.kind,

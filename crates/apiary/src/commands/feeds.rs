@@ -170,19 +170,7 @@ fn read_status(settings: &Settings) -> Vec<FeedStatus> {
             let saved: Option<FeedStatus> = std::fs::read(dir.join(format!("{}.status.json", f.name)))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            let mut st = saved.unwrap_or_else(|| FeedStatus {
-                name: f.name.clone(),
-                kind: f.kind,
-                source: f.source_ref(),
-                state: FeedState::Missing,
-                version: None,
-                entries: 0,
-                bytes: 0,
-                updated_at: None,
-                last_attempt: None,
-                last_error: None,
-                refresh_secs: f.refresh_secs,
-            });
+            let mut st = saved.unwrap_or_else(|| FeedStatus::new(f));
             st.kind = f.kind;
             st.source = f.source_ref();
             if !dir.join(format!("{}.data", f.name)).exists() {
