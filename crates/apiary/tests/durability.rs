@@ -6,7 +6,6 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use support::*;
 
 fn batch(start: usize, n: usize) -> String {
@@ -45,7 +44,7 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
 
     server.restart();
     // Re-send the batch that may have been in flight, as a sensor would.
-    let (status, body) = ingest_raw(&server, &creds, &batch(acked, 500));
+    let (status, body) = ingest_ndjson(&server, &creds, batch(acked, 500));
     assert_eq!(status, 200, "{body}");
 
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -68,17 +67,6 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
     }
     assert_eq!(counts.len(), acked + 500);
     assert!(counts.values().all(|&c| c == 1));
-}
-
-fn ingest_raw(server: &Server, creds: &Creds, body: &str) -> (u16, Value) {
-    let r = client()
-        .post(format!("{}/sensor/events", server.api()))
-        .header("X-HoneyDb-ApiId", &creds.api_id)
-        .header("X-HoneyDb-ApiKey", &creds.sensor_key)
-        .body(body.to_owned())
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.json().unwrap())
 }
 
 fn hex_decode(s: &str) -> String {

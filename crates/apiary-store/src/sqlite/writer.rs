@@ -138,6 +138,9 @@ struct Rollups<'a> {
     month_events: FxHashMap<i64, u64>,
     month_service: FxHashMap<(i64, &'a str), u64>,
     month_host: FxHashMap<(i64, IpAddr), ()>,
+    /// The month of the last day seen: a calendar conversion per event would
+    /// cost the writer thread more than all the integer keys together.
+    month_of_day: Option<(i64, i64)>,
 }
 
 impl<'a> Rollups<'a> {
@@ -145,7 +148,14 @@ impl<'a> Rollups<'a> {
         let host = e.remote_host;
         let hour = hour_number(e.ts_ms);
         let day = day_number(e.ts_ms);
-        let month = month_number(e.ts_ms);
+        let month = match self.month_of_day {
+            Some((d, m)) if d == day => m,
+            _ => {
+                let m = month_number(e.ts_ms);
+                self.month_of_day = Some((day, m));
+                m
+            }
+        };
         let bump = |v: &mut (u64, i64)| {
             v.0 += 1;
             v.1 = v.1.max(e.ts_ms);

@@ -168,7 +168,11 @@ fn chrono_now() -> (String, String) {
 
 /// POSTs events as NDJSON with the sensor key; returns status and body.
 pub fn ingest(server: &Server, creds: &Creds, events: &[Value]) -> (u16, Value) {
-    let body: String = events.iter().map(|e| format!("{e}\n")).collect();
+    ingest_ndjson(server, creds, events.iter().map(|e| format!("{e}\n")).collect())
+}
+
+/// POSTs an NDJSON body as it is with the sensor key; returns status and body.
+pub fn ingest_ndjson(server: &Server, creds: &Creds, body: String) -> (u16, Value) {
     let r = client()
         .post(format!("{}/sensor/events", server.api()))
         .header("X-HoneyDb-ApiId", &creds.api_id)
