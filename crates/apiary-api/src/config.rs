@@ -15,6 +15,9 @@ pub struct ApiConfig {
     pub max_batch_events: usize,
     /// First path segments whose requests do not count against quota.
     pub uncounted: Vec<String>,
+    /// Derive payload history and CVE sightings from RX payloads at ingest.
+    /// On by default; off only to measure what it costs.
+    pub payload_analysis: bool,
 }
 
 impl Default for ApiConfig {
@@ -25,6 +28,7 @@ impl Default for ApiConfig {
             max_ingest_bytes: 64 * 1024 * 1024,
             max_batch_events: 100_000,
             uncounted: ["nodes", "monitors", "datacenter"].map(String::from).to_vec(),
+            payload_analysis: true,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! blocking pool and renders the answer. Every error is a JSON
 //! `{"status": ...}` body ([`error::ApiError`]).
 
+mod analyze;
 mod auth;
 mod bad_hosts_cache;
 mod config;
@@ -21,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use analyze::analyze_payloads;
 pub use config::ApiConfig;
 pub use enrich::enrich;
 pub use error::ApiError;

@@ -104,6 +104,9 @@ pub struct Event {
     /// Where the remote host is, as the server's IP intelligence knew it at
     /// ingest; not part of the wire form.
     pub origin: Origin,
+    /// Payload-history values and CVE sightings derived from `data` at
+    /// ingest; not part of the wire form.
+    pub facts: crate::PayloadFacts,
 }
 
 /// The network origin of a remote host, recorded with each stored event so
@@ -420,6 +423,7 @@ impl WireRef<'_> {
             remote_port,
             data,
             origin: Origin::default(),
+            facts: Default::default(),
         })
     }
 

@@ -12,6 +12,7 @@
 
 mod event;
 mod ndjson;
+mod payload;
 pub mod time;
 
 pub use event::{
@@ -19,3 +20,4 @@ pub use event::{
     MAX_SERVICE_LEN,
 };
 pub use ndjson::{parse_batch, BatchError, ParsedBatch, RejectedEvent};
+pub use payload::{PayloadFacts, PayloadValue};

@@ -43,6 +43,17 @@ pub fn day_string(day: i64) -> String {
     to_datetime(day * MS_PER_DAY).format("%Y-%m-%d").to_string()
 }
 
+/// The calendar year a day number falls in.
+pub fn year_of_day(day: i64) -> i32 {
+    to_datetime(day * MS_PER_DAY).year()
+}
+
+/// The day number of the first day of `year`-`month` (1-based), if valid.
+pub fn first_day_of_month(year: i32, month: u32) -> Option<i64> {
+    let date = NaiveDate::from_ymd_opt(year, month, 1)?;
+    Some(day_number(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()))
+}
+
 /// Parses `YYYY-MM-DD` strictly into a day number.
 pub fn parse_day(s: &str) -> Option<i64> {
     if s.len() != 10 {
@@ -81,6 +92,15 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn years_and_month_starts() {
+        let d = parse_day("2026-11-26").unwrap();
+        assert_eq!(year_of_day(d), 2026);
+        assert_eq!(year_of_day(parse_day("2025-12-31").unwrap()), 2025);
+        assert_eq!(first_day_of_month(2026, 11), parse_day("2026-11-01"));
+        assert_eq!(first_day_of_month(2026, 13), None);
+    }
 
     #[test]
     fn day_round_trip() {

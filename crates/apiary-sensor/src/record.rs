@@ -100,6 +100,7 @@ impl Session {
             remote_port: self.remote.port(),
             data: data.to_vec(),
             origin: Default::default(),
+            facts: Default::default(),
         };
         let Ok(line) = serde_json::to_string(&event.to_wire()) else { return };
         self.rec.stats.events.fetch_add(1, Ordering::Relaxed);

@@ -85,6 +85,26 @@ pub trait Store: Send + Sync + 'static {
     /// most hosts first; hosts of unknown AS are left out.
     fn asn_hosts(&self, from_day: i64, to_day: i64) -> Result<Vec<AsnHosts>>;
 
+    // --- payload history and CVE sightings (kept forever) ----------------
+    /// Payload-history records, oldest day first.
+    fn payload_records(&self, select: &PayloadSelect, page: Page) -> Result<Vec<PayloadRecord>>;
+    /// Every service that sent a payload, as sensors spelled them.
+    fn payload_services(&self) -> Result<Vec<String>>;
+    /// Distinct values of one attribute (`""`: payloads kept whole), in the
+    /// order they were first seen.
+    fn attribute_values(&self, attribute: &str, page: Page) -> Result<Vec<AttributeValue>>;
+    /// Hosts that sent any payload, per year (oldest year first), at most
+    /// `per_year` hosts listed for each year.
+    fn payload_hosts_by_year(&self, per_year: usize) -> Result<Vec<YearHosts>>;
+    /// The hosts that sent a value in the days `from..=to`, by date.
+    fn value_hosts(&self, md5: [u8; 16], from_day: i64, to_day: i64, page: Page) -> Result<Vec<DatedHost>>;
+    /// The values a host sent, by date.
+    fn host_values(&self, ip: IpAddr, page: Page) -> Result<Vec<DatedHash>>;
+    /// The hosts seen exploiting a CVE (id as `CVE-2021-44228`), by date.
+    fn cve_hosts(&self, cve: &str, page: Page) -> Result<Vec<DatedHost>>;
+    /// The CVEs a host was seen exploiting, by date.
+    fn host_cves(&self, ip: IpAddr) -> Result<Vec<CveSighting>>;
+
     // --- maintenance ----------------------------------------------------
     /// Deletes raw events of days before `before_day`, in small steps so that
     /// ingest is never blocked for long. Rollups are kept.

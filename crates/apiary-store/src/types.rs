@@ -134,3 +134,72 @@ pub struct IpHistoryRow {
     pub service: String,
     pub event_count: u64,
 }
+
+/// Which payload-history records to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadSelect {
+    /// Records of the days `from..=to`.
+    Days { from: i64, to: i64 },
+    /// Records of one service, its name matched case-insensitively.
+    Service(String),
+    /// Records of one value, by the MD5 of its text.
+    Hash([u8; 16]),
+}
+
+/// A window of a long list: skip `offset` items, return at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// One payload-history record: a value seen on a day by a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadRecord {
+    pub day: i64,
+    pub service: String,
+    /// `None` for a payload kept whole.
+    pub attribute: Option<String>,
+    pub md5: [u8; 16],
+    pub value: String,
+    /// The value was cut to the size limit at ingest.
+    pub truncated: bool,
+}
+
+/// A distinct value of one attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeValue {
+    pub md5: [u8; 16],
+    pub value: String,
+    pub truncated: bool,
+}
+
+/// A remote host seen on a day (sending a payload value, or exploiting a CVE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatedHost {
+    pub day: i64,
+    pub host: String,
+}
+
+/// A payload value a host sent on a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatedHash {
+    pub day: i64,
+    pub md5: [u8; 16],
+}
+
+/// A CVE a host was seen exploiting on a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CveSighting {
+    pub day: i64,
+    pub cve: String,
+}
+
+/// The hosts that sent payloads in one year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YearHosts {
+    pub year: i32,
+    pub hosts: Vec<String>,
+    /// More hosts were seen that year than were listed.
+    pub truncated: bool,
+}

@@ -22,6 +22,7 @@ fn event(id: &str, ts_ms: i64, host: &str) -> Event {
         remote_port: 40000,
         data: id.as_bytes().to_vec(),
         origin: Origin::default(),
+        facts: Default::default(),
     }
 }
 
@@ -89,4 +90,58 @@ fn ids_never_repeat_and_duplicates_survive_reopen() {
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "strictly increasing, no repeats");
     assert!(all[1500..].iter().all(|e| e.id > last_id));
     assert_eq!(all[1500].data, b"f0");
+}
+
+/// An RX event carrying the facts ingest would derive from it.
+fn with_facts(mut e: Event, values: &[(Option<&'static str>, &str)], cves: &[&'static str]) -> Event {
+    e.facts = apiary_model::PayloadFacts {
+        values: values.iter().map(|(a, v)| apiary_model::PayloadValue::new(*a, (*v).to_owned(), false)).collect(),
+        cves: cves.to_vec(),
+    };
+    e
+}
+
+#[test]
+fn payload_history_and_cves_are_kept_forever_once_per_day() {
+    use apiary_store::{Page, PayloadSelect};
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let old = now - 40 * MS_PER_DAY;
+    let all = Page { offset: 0, limit: 1000 };
+    let acct = {
+        let store = open(dir.path());
+        let (acct, _) =
+            store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+        let path = [(Some("http-path"), "/cgi-bin/luci")];
+        let mut batch: Vec<Event> = (0..50)
+            .map(|i| with_facts(event(&format!("o{i}"), old + i, &format!("10.0.0.{}", i % 5)), &path, &[]))
+            .collect();
+        batch.push(with_facts(event("x", old + 99, "10.0.0.9"), &[(None, "\\x00weird")], &["CVE-2023-1389"]));
+        assert_eq!(store.ingest(acct.id, None, batch.clone()).unwrap().accepted, 51);
+        assert_eq!(store.ingest(acct.id, None, batch).unwrap().duplicates, 51);
+        store.prune_events(day_number(now) - 30).unwrap();
+        store.close().unwrap();
+        acct
+    };
+    // After pruning the raw events and reopening, the history is all there.
+    let store = open(dir.path());
+    let today_batch = vec![with_facts(event("t", now, "10.0.0.1"), &[(Some("http-path"), "/cgi-bin/luci")], &[])];
+    store.ingest(acct.id, None, today_batch).unwrap();
+    let (old_day, today) = (day_number(old), day_number(now));
+    let md5 = apiary_model::PayloadValue::new(None, "/cgi-bin/luci".into(), false).md5;
+    let records = store.payload_records(&PayloadSelect::Hash(md5), all).unwrap();
+    assert_eq!(records.iter().map(|r| r.day).collect::<Vec<_>>(), vec![old_day, today], "one record per day");
+    assert_eq!(records[0].attribute.as_deref(), Some("http-path"));
+    let hosts = store.value_hosts(md5, old_day, today, all).unwrap();
+    assert_eq!(hosts.len(), 6, "five hosts on the old day, one today: {hosts:?}");
+    let whole = store.payload_records(&PayloadSelect::Service("ssh".into()), all).unwrap();
+    assert!(whole.iter().any(|r| r.attribute.is_none() && r.value == "\\x00weird"));
+    assert_eq!(store.payload_services().unwrap(), vec!["SSH".to_owned()]);
+    let sightings = store.host_cves("10.0.0.9".parse().unwrap()).unwrap();
+    assert_eq!(sightings.len(), 1);
+    assert_eq!((sightings[0].day, sightings[0].cve.as_str()), (old_day, "CVE-2023-1389"));
+    assert_eq!(store.cve_hosts("CVE-2023-1389", all).unwrap().len(), 1);
+    let years = store.payload_hosts_by_year(3).unwrap();
+    assert!(years.iter().all(|y| y.hosts.len() <= 3));
+    assert!(years.iter().any(|y| y.truncated));
 }

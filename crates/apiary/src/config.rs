@@ -29,6 +29,7 @@ struct FileConfig {
     max_ingest_bytes: Option<usize>,
     max_batch_events: Option<usize>,
     uncounted: Option<Vec<String>>,
+    payload_analysis: Option<bool>,
     fsync: Option<bool>,
     intel: Option<IntelSection>,
 }
@@ -113,6 +114,7 @@ impl Settings {
                 max_ingest_bytes: file.max_ingest_bytes.unwrap_or(defaults.max_ingest_bytes),
                 max_batch_events: file.max_batch_events.unwrap_or(defaults.max_batch_events),
                 uncounted: file.uncounted.unwrap_or(defaults.uncounted),
+                payload_analysis: file.payload_analysis.unwrap_or(defaults.payload_analysis),
             },
         }
     }

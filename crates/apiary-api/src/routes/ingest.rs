@@ -41,6 +41,7 @@ pub(crate) async fn events(
     let owner = caller.account.id;
     let store = state.store.clone();
     let intel = state.intel();
+    let analysis = state.config.payload_analysis;
     let outcome = tokio::task::spawn_blocking(move || {
         let body = if gzip { gunzip(&raw, limit)? } else { raw.to_vec() };
         let batch = parse_batch(&body, max_events, apiary_model::time::now_ms()).map_err(|e| match e {
@@ -49,6 +50,9 @@ pub(crate) async fn events(
         })?;
         let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
         crate::enrich(&intel, &mut events);
+        if analysis {
+            crate::analyze_payloads(&mut events);
+        }
         let stored = store.ingest(owner, Some(peer.ip()), events).map_err(ApiError::from)?;
         Ok::<_, ApiError>((stored, batch.rejected))
     })

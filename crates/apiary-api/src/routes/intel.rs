@@ -105,7 +105,7 @@ struct IpContext<'a> {
     internet_scanner: Value,
     datacenter: Value,
     history: Value,
-    /// CVE sightings arrive with the CVE issue; until then always `[]`.
+    /// The CVEs this host was seen exploiting, by date.
     cve: Value,
     missing_sources: Vec<String>,
 }
@@ -113,6 +113,7 @@ struct IpContext<'a> {
 pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
     let history = history_of(&state, ip).await?;
+    let cve = super::cve::sightings_of(&state, ip).await?;
     let intel = state.intel();
     let missing = intel.missing().to_vec();
     let body = IpContext {
@@ -123,7 +124,7 @@ pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) ->
         internet_scanner: scanner_info_of(&intel, ip),
         datacenter: datacenter_of(&intel, ip),
         history,
-        cve: json!([]),
+        cve,
         missing_sources: missing.clone(),
     };
     Ok(answer(body, &missing))
@@ -146,12 +147,6 @@ pub(crate) async fn ip_internet_scanner(
     Path(ip): Path<String>,
 ) -> Result<Response, ApiError> {
     internet_scanner_info(State(state), Path(ip)).await
-}
-
-/// `/ip/{ip}/cve`: `[]` until CVE sightings are recorded (the CVE issue).
-pub(crate) async fn ip_cve(Path(ip): Path<String>) -> Result<Json<Value>, ApiError> {
-    parse_ip(&ip)?;
-    Ok(Json(json!([])))
 }
 
 /// `/ip-context/{ip}` (legacy): `{"network_info","threat_info","internet_scanner":bool,"ip_history"}`.

@@ -1,10 +1,12 @@
 //! The route table. Everything lives under `/api`, mirrored under the legacy
 //! `/honeydb/api` prefix; unknown paths and methods get JSON 404/405.
 
+mod cve;
 mod ingest;
 mod intel;
 mod ip;
 mod netinfo;
+mod payload_history;
 mod read;
 mod sensor_data;
 
@@ -56,7 +58,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ip/{ip}/netinfo", get(intel::ip_netinfo))
         .route("/ip/{ip}/threatinfo", get(intel::ip_threatinfo))
         .route("/ip/{ip}/internet-scanner", get(intel::ip_internet_scanner))
-        .route("/ip/{ip}/cve", get(intel::ip_cve))
+        .route("/ip/{ip}/cve", get(cve::of_ip))
+        .route("/cve/ip/{ip}", get(cve::of_ip))
+        .route("/cve/{cve}", get(cve::hosts))
+        .route("/payload-history/{segment}", get(payload_history::one))
+        .route("/payload-history/{segment}/{second}", get(payload_history::two))
+        .route("/payload-history/{hash}/{literal}/{year}", get(payload_history::value_hosts))
         .route("/ip-context/{ip}", get(intel::ip_context))
         .route("/ipinfo/{ip}", get(intel::ipinfo))
         .route("/ipinfo/{source}/{ip}", get(intel::ipinfo_source))

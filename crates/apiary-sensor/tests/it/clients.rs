@@ -49,8 +49,12 @@ async fn curl_http_lures_and_flavours() {
     assert!(out(&ch).starts_with("23."), "{}", out(&ch));
 
     let ev = s
-        .wait_for("HTTP logins", |ev| {
-            has_login(ev, "HTTP", "tomcat", Some("s3cret")) && has_login(ev, "HTTP", "admin", Some("hunter2"))
+        .wait_for("HTTP logins and every flavour's request", |ev| {
+            has_login(ev, "HTTP", "tomcat", Some("s3cret"))
+                && has_login(ev, "HTTP", "admin", Some("hunter2"))
+                && ["Elasticsearch", "Kubernetes", "CouchDB", "ClickHouse"]
+                    .iter()
+                    .all(|svc| ev.iter().any(|e| e["service"] == *svc && e["event"] == "RX"))
         })
         .await;
     let http = facts(&ev, "HTTP");

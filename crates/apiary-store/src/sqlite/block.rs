@@ -278,6 +278,7 @@ mod tests {
             remote_port: 40000,
             data: vec![i as u8; (i % 50) as usize],
             origin: apiary_model::Origin { asn: i as u32, country: Some(*b"NL") },
+            facts: Default::default(),
         }
     }
 

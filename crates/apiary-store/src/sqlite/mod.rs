@@ -8,6 +8,8 @@
 //! `synchronous=FULL` ([`SqliteOptions::fsync`]).
 
 mod block;
+mod history;
+mod payload;
 mod pool;
 mod schema;
 mod writer;
@@ -461,6 +463,38 @@ impl Store for SqliteStore {
             Ok(AsnHosts { asn: r.get(0)?, hosts: r.get::<_, i64>(1)? as u64 })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn payload_records(&self, select: &PayloadSelect, page: Page) -> Result<Vec<PayloadRecord>> {
+        history::payload_records(&*self.readers.get()?, select, page)
+    }
+
+    fn payload_services(&self) -> Result<Vec<String>> {
+        history::payload_services(&*self.readers.get()?)
+    }
+
+    fn attribute_values(&self, attribute: &str, page: Page) -> Result<Vec<AttributeValue>> {
+        history::attribute_values(&*self.readers.get()?, attribute, page)
+    }
+
+    fn payload_hosts_by_year(&self, per_year: usize) -> Result<Vec<YearHosts>> {
+        history::payload_hosts_by_year(&*self.readers.get()?, per_year)
+    }
+
+    fn value_hosts(&self, md5: [u8; 16], from_day: i64, to_day: i64, page: Page) -> Result<Vec<DatedHost>> {
+        history::value_hosts(&*self.readers.get()?, md5, from_day, to_day, page)
+    }
+
+    fn host_values(&self, ip: IpAddr, page: Page) -> Result<Vec<DatedHash>> {
+        history::host_values(&*self.readers.get()?, ip, page)
+    }
+
+    fn cve_hosts(&self, cve: &str, page: Page) -> Result<Vec<DatedHost>> {
+        history::cve_hosts(&*self.readers.get()?, cve, page)
+    }
+
+    fn host_cves(&self, ip: IpAddr) -> Result<Vec<CveSighting>> {
+        history::host_cves(&*self.readers.get()?, ip)
     }
 
     fn prune_events(&self, before_day: i64) -> Result<u64> {

@@ -104,6 +104,47 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (month, host)
     ) WITHOUT ROWID;
     "#,
+    // 2: payload history and CVE sightings, kept forever (never pruned).
+    r#"
+    -- Each distinct payload value once, keyed by the MD5 of its text.
+    CREATE TABLE payload_values (
+        id INTEGER PRIMARY KEY,
+        md5 BLOB NOT NULL UNIQUE,
+        value TEXT NOT NULL,
+        truncated INTEGER NOT NULL,
+        first_day INTEGER NOT NULL
+    );
+    -- One record per (day, service, attribute, value); attribute '' is a
+    -- payload kept whole (HoneyDB's null attribute). Day first, so a day's
+    -- inserts stay together and year/month answers are one range scan.
+    CREATE TABLE payload_day (
+        day INTEGER NOT NULL, service TEXT NOT NULL, attribute TEXT NOT NULL, value INTEGER NOT NULL,
+        PRIMARY KEY (day, service, attribute, value)
+    ) WITHOUT ROWID;
+    CREATE INDEX payload_day_by_service ON payload_day (service, day);
+    CREATE INDEX payload_day_by_value ON payload_day (value, day);
+    CREATE INDEX payload_day_by_attribute ON payload_day (attribute, value);
+    -- Service names as sensors spelled them, for the service list and for
+    -- case-insensitive lookups that still use payload_day_by_service.
+    CREATE TABLE payload_services (service TEXT PRIMARY KEY) WITHOUT ROWID;
+    -- The remote hosts that sent each value, per day.
+    CREATE TABLE payload_hosts (
+        value INTEGER NOT NULL, day INTEGER NOT NULL, host TEXT NOT NULL,
+        PRIMARY KEY (value, day, host)
+    ) WITHOUT ROWID;
+    CREATE INDEX payload_hosts_by_host ON payload_hosts (host, day);
+    -- Distinct hosts that sent any payload, per year.
+    CREATE TABLE payload_host_years (
+        year INTEGER NOT NULL, host TEXT NOT NULL,
+        PRIMARY KEY (year, host)
+    ) WITHOUT ROWID;
+    -- Which host was seen exploiting which CVE, per day.
+    CREATE TABLE cve_sightings (
+        cve TEXT NOT NULL, day INTEGER NOT NULL, host TEXT NOT NULL,
+        PRIMARY KEY (cve, day, host)
+    ) WITHOUT ROWID;
+    CREATE INDEX cve_sightings_by_host ON cve_sightings (host, day);
+    "#,
 ];
 
 /// The schema version this build writes.

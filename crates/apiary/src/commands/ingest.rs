@@ -62,6 +62,8 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         eprintln!("apiary: saved copy of feed {feed} unreadable, events are not enriched from it: {e}");
     }
     let intel = feeds.intel();
+    // Payload history and CVE sightings, as the server derives them.
+    let analysis = settings.api.payload_analysis;
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (tx, rx) = mpsc::sync_channel::<Chunk>(4);
@@ -79,6 +81,9 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("lines from {}", chunk.first_line))?;
                     let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
                     apiary_api::enrich(&intel, &mut events);
+                    if analysis {
+                        apiary_api::analyze_payloads(&mut events);
+                    }
                     let outcome = store.ingest(owner.id, None, events)?;
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.accepted += outcome.accepted;
