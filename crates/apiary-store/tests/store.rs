@@ -145,3 +145,25 @@ fn payload_history_and_cves_are_kept_forever_once_per_day() {
     assert!(years.iter().all(|y| y.hosts.len() <= 3));
     assert!(years.iter().any(|y| y.truncated));
 }
+
+#[test]
+fn facts_lost_with_a_failed_delivery_arrive_with_its_retry() {
+    use apiary_store::{Page, PayloadSelect};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (acct, _) =
+        store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+    let now = now_ms();
+    // The events were stored but their facts were not (the delivery failed
+    // between the two commits, so the sensor sends the batch again).
+    let bare: Vec<Event> = (0..3).map(|i| event(&format!("r{i}"), now + i, "192.0.2.4")).collect();
+    store.ingest(acct.id, None, bare.clone()).unwrap();
+    let retry: Vec<Event> =
+        bare.into_iter().map(|e| with_facts(e, &[(Some("shell-command"), "uname -a")], &["CVE-2014-6271"])).collect();
+    let outcome = store.ingest(acct.id, None, retry).unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (0, 3), "the events are not stored twice");
+    let md5 = apiary_model::PayloadValue::new(None, "uname -a".into(), false).md5;
+    let records = store.payload_records(&PayloadSelect::Hash(md5), Page { offset: 0, limit: 10 }).unwrap();
+    assert_eq!(records.len(), 1, "but their facts are recorded");
+    assert_eq!(store.host_cves("192.0.2.4".parse().unwrap()).unwrap().len(), 1);
+}

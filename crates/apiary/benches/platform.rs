@@ -115,7 +115,34 @@ fn generate(rng: &mut SmallRng, start: usize, n: usize, hosts: u32, spread_secs:
 
 /// CPU seconds (user + system) a process has used so far.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_secs(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds of the store's event writer thread (`apiary-writer`): the
+/// bottleneck of ingest, so its CPU per event bounds the ingest rate on any
+/// machine, however busy the other cores are.
+fn writer_cpu_secs(pid: u32) -> f64 {
+    thread_cpu_secs(pid, "apiary-writer")
+}
+
+/// CPU seconds of the payload-history writer thread, which runs beside it.
+fn payload_writer_cpu_secs(pid: u32) -> f64 {
+    thread_cpu_secs(pid, "apiary-payloads")
+}
+
+fn thread_cpu_secs(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return stat_cpu_secs(&task.path().join("stat").to_string_lossy());
+        }
+    }
+    0.0
+}
+
+fn stat_cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -173,6 +200,8 @@ fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
     let pid = server.child.as_ref().map(|c| c.id()).unwrap_or(0);
     let cpu_before = cpu_secs(pid);
+    let writer_before = writer_cpu_secs(pid);
+    let payloads_before = payload_writer_cpu_secs(pid);
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -201,10 +230,15 @@ fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid) - cpu_before;
+    let writer = writer_cpu_secs(pid) - writer_before;
+    let payloads = payload_writer_cpu_secs(pid) - payloads_before;
     eprintln!(
-        "server CPU: {cpu:.1} s over {secs:.1} s wall ({:.2} cores busy), {:.2} CPU-us per event",
+        "server CPU: {cpu:.1} s over {secs:.1} s wall ({:.2} cores busy), {:.2} CPU-us per event, \
+         of which the event writer thread {:.2} and the payload writer thread {:.2}",
         cpu / secs,
-        cpu * 1e6 / total as f64
+        cpu * 1e6 / total as f64,
+        writer * 1e6 / total as f64,
+        payloads * 1e6 / total as f64
     );
     total as f64 / secs
 }
@@ -217,6 +251,11 @@ fn timed_get(client: &reqwest::blocking::Client, url: &str, id: &str, key: &str)
     let mut sink = Vec::new();
     std::io::copy(&mut r, &mut sink).unwrap();
     (first, t.elapsed(), sink.len())
+}
+
+/// `--no-analysis` turns ingest's payload analysis off, to measure its cost.
+fn analysis_config(args: &[String]) -> Option<&'static str> {
+    args.iter().any(|a| a == "--no-analysis").then_some("payload_analysis = false\n")
 }
 
 fn operator(dir: &std::path::Path) -> Creds {
@@ -238,12 +277,14 @@ fn main() {
             let clients = arg(&args, "--clients", 4);
             let gzip = args.iter().any(|a| a == "--gzip");
             let creds = operator(dir.path());
-            let server = Server::start(dir.path());
+            let server = Server::start_with_config(dir.path(), analysis_config(&args));
             let spread = arg(&args, "--spread-secs", 60) as i64;
             let rate = http_load(&server, &creds, Load { total, batch, clients, hosts: 200_000, spread, gzip });
             let pid = server.child.as_ref().unwrap().id();
             println!(
-                "ingest-http: {total} events, batch {batch}, {clients} clients, gzip {gzip}: {rate:.0} events/s; server peak RSS {} MiB",
+                "ingest-http: {total} events, batch {batch}, {clients} clients, gzip {gzip}, payload analysis {}: \
+                 {rate:.0} events/s; server peak RSS {} MiB",
+                analysis_config(&args).is_none(),
                 peak_rss_kib(pid) / 1024
             );
         }
@@ -259,22 +300,30 @@ fn main() {
             }
             f.flush().unwrap();
             drop(f);
+            let config = dir.path().join("apiary.toml");
+            std::fs::write(&config, analysis_config(&args).unwrap_or_default()).unwrap();
             let started = Instant::now();
             let child = std::process::Command::new(BIN)
+                .args(["--config", config.to_str().unwrap()])
                 .args(["--data-dir", dir.path().to_str().unwrap(), "ingest", file.to_str().unwrap(), "--quiet"])
                 .args(["--api-id", &creds.api_id])
                 .spawn()
                 .unwrap();
             let pid = child.id();
             let rss = Arc::new(AtomicUsize::new(0));
+            // CPU micros of the whole process and of its writer thread, as last seen.
+            let cpu = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)]);
             let watcher = {
-                let rss = rss.clone();
+                let (rss, cpu) = (rss.clone(), cpu.clone());
                 std::thread::spawn(move || loop {
                     let kib = peak_rss_kib(pid);
                     if kib == 0 {
                         return;
                     }
                     rss.store(kib as usize, Ordering::Relaxed);
+                    cpu[0].fetch_max((cpu_secs(pid) * 1e6) as usize, Ordering::Relaxed);
+                    cpu[1].fetch_max((writer_cpu_secs(pid) * 1e6) as usize, Ordering::Relaxed);
+                    cpu[2].fetch_max((payload_writer_cpu_secs(pid) * 1e6) as usize, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(200));
                 })
             };
@@ -283,8 +332,14 @@ fn main() {
             assert!(out.status.success());
             watcher.join().unwrap();
             println!(
-                "ingest-cli: {total} events in {secs:.1} s: {:.0} events/s; peak RSS {} MiB",
+                "ingest-cli: {total} events in {secs:.1} s, payload analysis {}: {:.0} events/s; \
+                 {:.2} CPU-us per event, of which the event writer thread {:.2} and the payload writer {:.2}; \
+                 peak RSS {} MiB",
+                analysis_config(&args).is_none(),
                 total as f64 / secs,
+                cpu[0].load(Ordering::Relaxed) as f64 / total as f64,
+                cpu[1].load(Ordering::Relaxed) as f64 / total as f64,
+                cpu[2].load(Ordering::Relaxed) as f64 / total as f64,
                 rss.load(Ordering::Relaxed) / 1024
             );
         }

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::chunk;
 use crate::types::*;
-use crate::Result;
+use crate::{Result, StoreError};
 
 fn md5_of(r: &Row, i: usize) -> rusqlite::Result<[u8; 16]> {
     let blob: Vec<u8> = r.get(i)?;
@@ -128,6 +129,46 @@ fn value_id(conn: &Connection, md5: [u8; 16]) -> Result<Option<i64>> {
         .optional()?)
 }
 
+/// Merges a (day, chunk) log ordered by day into distinct sorted items per
+/// day, then applies the page to the flattened list.
+fn merge_days<T: Ord>(chunks: impl Iterator<Item = Result<(i64, Vec<T>)>>, page: Page) -> Result<Vec<(i64, T)>> {
+    let mut out = Vec::new();
+    let mut skip = page.offset;
+    let mut current: Option<(i64, std::collections::BTreeSet<T>)> = None;
+    let mut flush = |day: i64, items: std::collections::BTreeSet<T>, out: &mut Vec<(i64, T)>| {
+        for item in items {
+            if skip > 0 {
+                skip -= 1;
+            } else if out.len() < page.limit {
+                out.push((day, item));
+            }
+        }
+    };
+    for chunk in chunks {
+        let (day, items) = chunk?;
+        match &mut current {
+            Some((d, set)) if *d == day => set.extend(items),
+            _ => {
+                if let Some((d, set)) = current.take() {
+                    flush(d, set, &mut out);
+                    if out.len() >= page.limit {
+                        return Ok(out);
+                    }
+                }
+                current = Some((day, items.into_iter().collect()));
+            }
+        }
+    }
+    if let Some((d, set)) = current {
+        flush(d, set, &mut out);
+    }
+    Ok(out)
+}
+
+fn corrupt(e: chunk::CorruptChunk) -> StoreError {
+    StoreError::Invalid(e.to_string())
+}
+
 pub(crate) fn value_hosts(
     conn: &Connection,
     md5: [u8; 16],
@@ -136,28 +177,34 @@ pub(crate) fn value_hosts(
     page: Page,
 ) -> Result<Vec<DatedHost>> {
     let Some(id) = value_id(conn, md5)? else { return Ok(Vec::new()) };
-    let (limit, offset) = window(page);
     let mut st = conn.prepare_cached(
-        "SELECT day, host FROM payload_hosts WHERE value = ?1 AND day BETWEEN ?2 AND ?3
-         ORDER BY day, host LIMIT ?4 OFFSET ?5",
+        "SELECT day, hosts FROM value_host_chunks WHERE value = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, seq",
     )?;
-    let rows = st
-        .query_map(params![id, from_day, to_day, limit, offset], |r| Ok(DatedHost { day: r.get(0)?, host: r.get(1)? }))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
+    let rows = st.query_map(params![id, from_day, to_day], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let chunks = rows.map(|r| {
+        let (day, bytes) = r?;
+        Ok((day, chunk::decode_hosts(&bytes).map_err(corrupt)?))
+    });
+    Ok(merge_days(chunks, page)?.into_iter().map(|(day, ip)| DatedHost { day, host: ip.to_string() }).collect())
 }
 
 pub(crate) fn host_values(conn: &Connection, ip: IpAddr, page: Page) -> Result<Vec<DatedHash>> {
-    let host = apiary_model::canonical_ip(ip).to_string();
-    let (limit, offset) = window(page);
-    let mut st = conn.prepare_cached(
-        "SELECT h.day, v.md5 FROM payload_hosts h JOIN payload_values v ON v.id = h.value
-         WHERE h.host = ?1 ORDER BY h.day, h.value LIMIT ?2 OFFSET ?3",
-    )?;
-    let rows = st
-        .query_map(params![host, limit, offset], |r| Ok(DatedHash { day: r.get(0)?, md5: md5_of(r, 1)? }))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
+    let host = chunk::ip_key(apiary_model::canonical_ip(ip));
+    let mut st =
+        conn.prepare_cached("SELECT day, value_ids FROM host_value_chunks WHERE host = ?1 ORDER BY day, seq")?;
+    let rows = st.query_map([host], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let chunks = rows.map(|r| {
+        let (day, bytes) = r?;
+        Ok((day, chunk::decode_ids(&bytes).map_err(corrupt)?))
+    });
+    let mut md5 = conn.prepare_cached("SELECT md5 FROM payload_values WHERE id = ?1")?;
+    let mut out = Vec::new();
+    for (day, id) in merge_days(chunks, page)? {
+        if let Some(hash) = md5.query_row([id], |r| md5_of(r, 0)).optional()? {
+            out.push(DatedHash { day, md5: hash });
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn cve_hosts(conn: &Connection, cve: &str, page: Page) -> Result<Vec<DatedHost>> {

@@ -8,6 +8,7 @@
 //! `synchronous=FULL` ([`SqliteOptions::fsync`]).
 
 mod block;
+mod chunk;
 mod history;
 mod payload;
 mod pool;
@@ -30,6 +31,7 @@ use crate::accounts::{generate_credentials, generate_key, hash_key, AccountKeys,
 use crate::quota::{QuotaBook, QuotaDecision};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
+use payload::PayloadJob;
 use pool::Pool;
 use writer::{IngestJob, Job};
 
@@ -55,6 +57,10 @@ pub struct SqliteStore {
     readers: Pool,
     writer: Mutex<Option<SyncSender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Payload history and CVE sightings live in their own database.
+    payload_readers: Pool,
+    payload_writer: Mutex<Option<SyncSender<PayloadJob>>>,
+    payload_thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     quota: QuotaBook,
 }
@@ -77,8 +83,6 @@ fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
     }
 }
 
-const DB_FILE: &str = "apiary.db";
-
 fn open_connection(path: &Path, opts: &SqliteOptions) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -93,21 +97,31 @@ fn open_connection(path: &Path, opts: &SqliteOptions) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Read-only connections to one database file.
+fn read_pool(path: PathBuf, opts: &SqliteOptions) -> Pool {
+    let reader_opts = SqliteOptions { cache_mib: opts.cache_mib.min(16), ..opts.clone() };
+    Pool::new(16, move || {
+        let c = open_connection(&path, &reader_opts)?;
+        c.pragma_update(None, "query_only", true)?;
+        Ok(c)
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrating its
     /// schema to this build's version.
     pub fn open(data_dir: &Path, opts: SqliteOptions) -> Result<SqliteStore> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
-        let path = data_dir.join(DB_FILE);
+        let path = data_dir.join(schema::MAIN.name);
         let mut conn = open_connection(&path, &opts)?;
-        schema::migrate(&mut conn)?;
+        schema::migrate(&mut conn, &schema::MAIN)?;
         // Checkpoints run on their own thread; the writer only falls back to
         // one when the WAL has grown far (about 256 MiB of 4 KiB pages).
         conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
         let stop = Arc::new(AtomicBool::new(false));
         let checkpoint_conn = open_connection(&path, &opts)?;
-        let wal = data_dir.join(format!("{DB_FILE}-wal"));
+        let wal = data_dir.join(format!("{}-wal", schema::MAIN.name));
         let flag = stop.clone();
         let checkpointer = std::thread::Builder::new()
             .name("apiary-checkpoint".into())
@@ -118,17 +132,22 @@ impl SqliteStore {
             .name("apiary-writer".into())
             .spawn(move || writer::run(conn, rx))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
-        let reader_opts = SqliteOptions { cache_mib: opts.cache_mib.min(16), ..opts };
-        let reader_path = path.clone();
+        let payload_path = data_dir.join(schema::PAYLOADS.name);
+        let mut payload_conn = open_connection(&payload_path, &opts)?;
+        schema::migrate(&mut payload_conn, &schema::PAYLOADS)?;
+        let (payload_tx, payload_rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let payload_thread = std::thread::Builder::new()
+            .name("apiary-payloads".into())
+            .spawn(move || payload::run(payload_conn, payload_rx))
+            .map_err(|source| StoreError::Io { path: "payload writer thread".into(), source })?;
         Ok(SqliteStore {
-            readers: Pool::new(16, move || {
-                let c = open_connection(&reader_path, &reader_opts)?;
-                c.pragma_update(None, "query_only", true)?;
-                Ok(c)
-            }),
+            readers: read_pool(path.clone(), &opts),
+            payload_readers: read_pool(payload_path, &opts),
             path,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
+            payload_writer: Mutex::new(Some(payload_tx)),
+            payload_thread: Mutex::new(Some(payload_thread)),
             checkpointer: Mutex::new(Some((stop, checkpointer))),
             quota: QuotaBook::default(),
         })
@@ -151,6 +170,10 @@ impl SqliteStore {
         self.flush()?;
         drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(t) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+        drop(self.payload_writer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.payload_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
         if let Some((stop, t)) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -293,15 +316,30 @@ impl Store for SqliteStore {
         })
     }
 
-    fn ingest(&self, owner: AccountId, peer: Option<IpAddr>, events: Vec<Event>) -> Result<IngestOutcome> {
+    fn ingest(&self, owner: AccountId, peer: Option<IpAddr>, mut events: Vec<Event>) -> Result<IngestOutcome> {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }
+        // Facts and events are committed side by side by two writers; the
+        // answer waits for both (see payload.rs for why that is safe).
+        let facts = payload::take_facts(&mut events);
+        let payload_done = if facts.is_empty() {
+            None
+        } else {
+            let (reply, rx) = mpsc::sync_channel(1);
+            let sender = self.payload_writer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            sender.ok_or(StoreError::Closed)?.send(PayloadJob { facts, reply }).map_err(|_| StoreError::Closed)?;
+            Some(rx)
+        };
         let (reply, rx) = mpsc::sync_channel(1);
         let blocks = block::prepare(events);
         let job = IngestJob { owner, peer, blocks, now_ms: apiary_model::time::now_ms(), reply };
         self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
-        rx.recv().map_err(|_| StoreError::Closed)?
+        let outcome = rx.recv().map_err(|_| StoreError::Closed)?;
+        if let Some(rx) = payload_done {
+            rx.recv().map_err(|_| StoreError::Closed)??;
+        }
+        outcome
     }
 
     fn bad_hosts(&self, filter: &HostFilter, since_ms: i64) -> Result<Vec<BadHost>> {
@@ -466,35 +504,35 @@ impl Store for SqliteStore {
     }
 
     fn payload_records(&self, select: &PayloadSelect, page: Page) -> Result<Vec<PayloadRecord>> {
-        history::payload_records(&*self.readers.get()?, select, page)
+        history::payload_records(&*self.payload_readers.get()?, select, page)
     }
 
     fn payload_services(&self) -> Result<Vec<String>> {
-        history::payload_services(&*self.readers.get()?)
+        history::payload_services(&*self.payload_readers.get()?)
     }
 
     fn attribute_values(&self, attribute: &str, page: Page) -> Result<Vec<AttributeValue>> {
-        history::attribute_values(&*self.readers.get()?, attribute, page)
+        history::attribute_values(&*self.payload_readers.get()?, attribute, page)
     }
 
     fn payload_hosts_by_year(&self, per_year: usize) -> Result<Vec<YearHosts>> {
-        history::payload_hosts_by_year(&*self.readers.get()?, per_year)
+        history::payload_hosts_by_year(&*self.payload_readers.get()?, per_year)
     }
 
     fn value_hosts(&self, md5: [u8; 16], from_day: i64, to_day: i64, page: Page) -> Result<Vec<DatedHost>> {
-        history::value_hosts(&*self.readers.get()?, md5, from_day, to_day, page)
+        history::value_hosts(&*self.payload_readers.get()?, md5, from_day, to_day, page)
     }
 
     fn host_values(&self, ip: IpAddr, page: Page) -> Result<Vec<DatedHash>> {
-        history::host_values(&*self.readers.get()?, ip, page)
+        history::host_values(&*self.payload_readers.get()?, ip, page)
     }
 
     fn cve_hosts(&self, cve: &str, page: Page) -> Result<Vec<DatedHost>> {
-        history::cve_hosts(&*self.readers.get()?, cve, page)
+        history::cve_hosts(&*self.payload_readers.get()?, cve, page)
     }
 
     fn host_cves(&self, ip: IpAddr) -> Result<Vec<CveSighting>> {
-        history::host_cves(&*self.readers.get()?, ip)
+        history::host_cves(&*self.payload_readers.get()?, ip)
     }
 
     fn prune_events(&self, before_day: i64) -> Result<u64> {

@@ -8,8 +8,22 @@ use rusqlite::Connection;
 
 use crate::Result;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+/// A database's migrations: entry `i` takes its schema from version `i` to
+/// `i + 1`.
+pub struct Schema {
+    pub name: &'static str,
+    pub migrations: &'static [&'static str],
+}
+
+/// `apiary.db`: accounts, raw events and their rollups.
+pub const MAIN: Schema = Schema { name: "apiary.db", migrations: MAIN_MIGRATIONS };
+
+/// `payloads.db`: payload history and CVE sightings. A database of its own
+/// with its own writer thread, so that the set inserts they cost run beside
+/// the event writer instead of inside its transactions (see `payload.rs`).
+pub const PAYLOADS: Schema = Schema { name: "payloads.db", migrations: PAYLOAD_MIGRATIONS };
+
+const MAIN_MIGRATIONS: &[&str] = &[
     // 1: accounts, events, rollups.
     r#"
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -104,8 +118,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (month, host)
     ) WITHOUT ROWID;
     "#,
-    // 2: payload history and CVE sightings, kept forever (never pruned).
+];
+
+const PAYLOAD_MIGRATIONS: &[&str] = &[
+    // 1: payload history and CVE sightings, kept forever (never pruned).
     r#"
+    CREATE TABLE payload_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     -- Each distinct payload value once, keyed by the MD5 of its text.
     CREATE TABLE payload_values (
         id INTEGER PRIMARY KEY,
@@ -127,12 +145,20 @@ const MIGRATIONS: &[&str] = &[
     -- Service names as sensors spelled them, for the service list and for
     -- case-insensitive lookups that still use payload_day_by_service.
     CREATE TABLE payload_services (service TEXT PRIMARY KEY) WITHOUT ROWID;
-    -- The remote hosts that sent each value, per day.
-    CREATE TABLE payload_hosts (
-        value INTEGER NOT NULL, day INTEGER NOT NULL, host TEXT NOT NULL,
-        PRIMARY KEY (value, day, host)
+    -- Who sent what, as two append-mostly logs of small chunks (see
+    -- payload.rs): each transaction adds, per (value, day), one chunk of the
+    -- hosts newly seen sending it, and per (host, day) one chunk of the
+    -- value ids it newly sent. One row per host per value would cost two
+    -- scattered B-tree inserts for every value of every payload; readers
+    -- merge the chunks and drop the rare repeats.
+    CREATE TABLE value_host_chunks (
+        value INTEGER NOT NULL, day INTEGER NOT NULL, seq INTEGER NOT NULL, hosts BLOB NOT NULL,
+        PRIMARY KEY (value, day, seq)
     ) WITHOUT ROWID;
-    CREATE INDEX payload_hosts_by_host ON payload_hosts (host, day);
+    CREATE TABLE host_value_chunks (
+        host BLOB NOT NULL, day INTEGER NOT NULL, seq INTEGER NOT NULL, value_ids BLOB NOT NULL,
+        PRIMARY KEY (host, day, seq)
+    ) WITHOUT ROWID;
     -- Distinct hosts that sent any payload, per year.
     CREATE TABLE payload_host_years (
         year INTEGER NOT NULL, host TEXT NOT NULL,
@@ -147,24 +173,23 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
-
-/// Brings the database up to [`SCHEMA_VERSION`]. Refuses a database written
-/// by a newer build rather than guessing at its schema.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+/// Brings the database up to the schema's latest version. Refuses a database
+/// written by a newer build rather than guessing at its schema.
+pub fn migrate(conn: &mut Connection, schema: &Schema) -> Result<()> {
+    let latest = schema.migrations.len();
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    if current > SCHEMA_VERSION {
+    if current > latest {
         return Err(crate::StoreError::Invalid(format!(
-            "database schema version {current} is newer than this build's {SCHEMA_VERSION}; upgrade apiary"
+            "{} schema version {current} is newer than this build's {latest}; upgrade apiary",
+            schema.name
         )));
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (version, sql) in schema.migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (version + 1) as i64)?;
         tx.commit()?;
-        tracing::info!(version = version + 1, "applied schema migration");
+        tracing::info!(database = schema.name, version = version + 1, "applied schema migration");
     }
     Ok(())
 }

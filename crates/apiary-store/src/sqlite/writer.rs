@@ -17,7 +17,6 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
-use super::payload::{PayloadBatch, PayloadWriter};
 
 use crate::types::{AccountId, IngestOutcome};
 use crate::{Result, StoreError};
@@ -52,7 +51,6 @@ pub(crate) enum Job {
 /// Runs jobs until every sender is gone.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
     let mut nodes = NodeCache::default();
-    let mut payloads = PayloadWriter::default();
     let mut deferred: Option<Task> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = match first {
@@ -76,7 +74,7 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match ingest_batch(&mut conn, &mut nodes, &mut payloads, &batch) {
+        match ingest_batch(&mut conn, &mut nodes, &batch) {
             Ok(outcomes) => {
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -84,9 +82,8 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
             }
             Err(e) => {
                 // The transaction rolled back: nothing of this group is
-                // stored, and the caches may name rolled-back rows.
+                // stored, and the node cache may name rolled-back rows.
                 nodes = NodeCache::default();
-                payloads.forget();
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
@@ -278,17 +275,11 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
     Ok(id)
 }
 
-fn ingest_batch(
-    conn: &mut Connection,
-    nodes: &mut NodeCache,
-    payloads: &mut PayloadWriter,
-    jobs: &[IngestJob],
-) -> Result<Vec<IngestOutcome>> {
+fn ingest_batch(conn: &mut Connection, nodes: &mut NodeCache, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
     let mut rollups = Rollups::default();
-    let mut payload_batch = PayloadBatch::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
     {
         let mut claim =
@@ -329,7 +320,6 @@ fn ingest_batch(
                     block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
                 for e in &fresh {
                     rollups.add(job.owner, e);
-                    payload_batch.add(e);
                 }
                 outcome.accepted += fresh.len() as u64;
                 outcome.duplicates += (block.events.len() - fresh.len()) as u64;
@@ -357,7 +347,6 @@ fn ingest_batch(
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
     rollups.write(&tx)?;
-    payloads.write(&tx, payload_batch)?;
     tx.commit()?;
     Ok(outcomes)
 }
