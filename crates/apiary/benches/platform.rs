@@ -43,11 +43,17 @@ fn pick_service(rng: &mut SmallRng) -> &'static str {
     "SSH"
 }
 
-/// A Zipf-like pick among `hosts` addresses: a few hosts send most events.
+/// A pick among `hosts` addresses: mostly Zipf-like (a few hosts send most
+/// events), with three in ten uniform so that a large load reaches every
+/// address, as the 200,000 distinct hosts a day require.
 fn pick_host(rng: &mut SmallRng, hosts: u32) -> String {
-    let u: f64 = rng.random();
-    let i = ((hosts as f64).powf(u) as u32).saturating_sub(1).min(hosts - 1);
-    let i = i.wrapping_mul(2_654_435_761) % hosts.max(1); // spread over the space
+    let i = if rng.random_ratio(3, 10) {
+        rng.random_range(0..hosts.max(1))
+    } else {
+        let u: f64 = rng.random();
+        let i = ((hosts as f64).powf(u) as u32).saturating_sub(1).min(hosts - 1);
+        i.wrapping_mul(2_654_435_761) % hosts.max(1) // spread over the space
+    };
     let ip = 0x0b00_0000u32 + i * 7;
     format!("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255)
 }

@@ -49,7 +49,11 @@ pub(crate) async fn hosts(
 /// The CVEs `ip` was seen exploiting: `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.
 pub(crate) async fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
     let rows = state.with_store(move |s| s.host_cves(ip)).await?;
-    Ok(Value::Array(rows.into_iter().map(|r| json!({"date": day_string(r.day), "cve": r.cve})).collect()))
+    Ok(sightings_json(rows))
+}
+
+pub(crate) fn sightings_json(rows: Vec<apiary_store::CveSighting>) -> Value {
+    Value::Array(rows.into_iter().map(|r| json!({"date": day_string(r.day), "cve": r.cve})).collect())
 }
 
 /// `/cve/ip/{ip}` and `/ip/{ip}/cve`.

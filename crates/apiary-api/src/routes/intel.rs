@@ -88,11 +88,15 @@ fn datacenter_of(intel: &Intel, ip: IpAddr) -> Value {
 /// `[{"date","service","event_count"}]` (strings), as `/ip/{ip}/history`.
 async fn history_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
     let rows = state.with_store(move |s| s.ip_history(ip)).await?;
-    Ok(Value::Array(
+    Ok(history_json(rows))
+}
+
+fn history_json(rows: Vec<apiary_store::IpHistoryRow>) -> Value {
+    Value::Array(
         rows.into_iter()
             .map(|r| json!({"date": day_string(r.day), "service": r.service, "event_count": r.event_count.to_string()}))
             .collect(),
-    ))
+    )
 }
 
 /// `/ip/{ip}`: every view in one object.
@@ -112,8 +116,9 @@ struct IpContext<'a> {
 
 pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    let history = history_of(&state, ip).await?;
-    let cve = super::cve::sightings_of(&state, ip).await?;
+    // Both store reads in one trip to the blocking pool.
+    let (history, cves) = state.with_store(move |s| Ok((s.ip_history(ip)?, s.host_cves(ip)?))).await?;
+    let (history, cve) = (history_json(history), super::cve::sightings_json(cves));
     let intel = state.intel();
     let missing = intel.missing().to_vec();
     let body = IpContext {
