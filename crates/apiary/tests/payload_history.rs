@@ -32,6 +32,7 @@ struct Up {
     http: u16,
     redis: u16,
     dns: u16,
+    ssh: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -45,13 +46,14 @@ impl Drop for Up {
 impl Up {
     fn start() -> Up {
         let dir = tempfile::tempdir().unwrap();
-        let (api_port, http, redis, dns) = (free_port(), free_port(), free_port(), free_port());
+        let (api_port, http, redis, dns, ssh) = (free_port(), free_port(), free_port(), free_port(), free_port());
         let sensor_toml = dir.path().join("sensor.toml");
         std::fs::write(
             &sensor_toml,
             format!(
                 "state_dir = \"{}\"\n[delivery]\nstart_jitter_ms = 0\nflush_interval_ms = 200\n\
-                 [services.http]\nport = {http}\n[services.redis]\nport = {redis}\n[services.dns]\nport = {dns}\n",
+                 [services.http]\nport = {http}\n[services.redis]\nport = {redis}\n[services.dns]\nport = {dns}\n\
+                 [services.ssh]\nport = {ssh}\n",
                 dir.path().join("sensor").display()
             ),
         )
@@ -76,6 +78,7 @@ impl Up {
             http,
             redis,
             dns,
+            ssh,
             _dir: dir,
         }
     }
@@ -127,6 +130,17 @@ fn real_clients_to_payload_history_and_cve_sightings() {
         .status()
         .expect("dig is installed");
     assert!(out.success());
+    // An SSH login and a command (the sensor lets every login into its fake
+    // shell by default): encrypted on the wire, so the server learns them
+    // from the sensor's INFO events.
+    let ssh = up.ssh.to_string();
+    let out = tool("sshpass")
+        .args(["-p", "Winter2024!", "ssh", "-p", &ssh, "-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=10"])
+        .args(["-o", "NumberOfPasswordPrompts=1", "admin@127.0.0.1", "id"])
+        .status()
+        .expect("sshpass and ssh are installed");
+    assert!(out.success(), "ssh into the fake shell");
 
     // Exploits, each a CVE the signature table knows.
     up.curl(&["-H", "X-Api-Version: ${jndi:ldap://127.0.0.1:1389/a}", "{base}/"]); // Log4Shell
@@ -161,6 +175,7 @@ fn real_clients_to_payload_history_and_cve_sightings() {
         assert_eq!(status, 200, "{rows}");
         let (_, cves) = up.get("/cve/ip/127.0.0.1");
         let have_all = values_of(&rows, "domain").contains("apiary-e2e.example.com")
+            && values_of(&rows, "password").contains("Winter2024!")
             && values_of(&rows, "http-path").contains("/robots.txt")
             && cves_of(&cves).is_superset(&expected_cves);
         if have_all {
@@ -183,6 +198,14 @@ fn real_clients_to_payload_history_and_cve_sightings() {
     assert!(values_of(&rows, "http-user-agent").contains("Mozilla/5.0 (apiary-e2e)"));
     assert!(values_of(&rows, "http-method").contains("POST"));
     assert!(values_of(&rows, "redis-command").contains("CONFIG SET dir /var/spool/cron"));
+    let guess = rows.as_array().unwrap().iter().find(|r| r["value"] == "Winter2024!").unwrap();
+    assert_eq!((&guess["service"], &guess["attribute"]), (&json!("SSH"), &json!("password")));
+    assert!(values_of(&rows, "username").contains("admin"));
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["service"] == "SSH" && r["attribute"] == "shell-command" && r["value"] == "id"));
     let records = rows.as_array().unwrap();
     let mut keys: Vec<_> =
         records.iter().map(|r| (r["service"].to_string(), r["attribute"].to_string(), r["hash"].to_string())).collect();
@@ -203,7 +226,7 @@ fn real_clients_to_payload_history_and_cve_sightings() {
     let (_, by_hash) = up.get(&format!("/payload-history/{}", md5("/wp-login.php")));
     assert_eq!(by_hash, json!([wp]));
     let (_, services) = up.get("/payload-history/services");
-    for s in ["HTTP", "Redis", "DNS.udp"] {
+    for s in ["HTTP", "Redis", "DNS.udp", "SSH"] {
         assert!(services.as_array().unwrap().contains(&json!(s)), "{services}");
     }
 
