@@ -50,6 +50,19 @@ impl AppState {
         self.intel.load_full()
     }
 
+    /// Runs a small store read on the calling task's thread. For reads of a
+    /// few index seeks (one IP's history, its CVE sightings), handing the
+    /// call to the blocking pool costs more than the read itself: two thread
+    /// wake-ups and context switches per request, most of the CPU of a
+    /// `/ip/{ip}` answer. Anything that scans or may be slow goes through
+    /// [`AppState::with_store`] instead.
+    pub(crate) fn read_now<T>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> apiary_store::Result<T>,
+    ) -> Result<T, crate::ApiError> {
+        f(&*self.store).map_err(crate::ApiError::from)
+    }
+
     /// Runs a store call on the blocking pool.
     pub(crate) async fn with_store<T: Send + 'static>(
         &self,

@@ -47,8 +47,8 @@ pub(crate) async fn hosts(
 }
 
 /// The CVEs `ip` was seen exploiting: `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.
-pub(crate) async fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
-    let rows = state.with_store(move |s| s.host_cves(ip)).await?;
+pub(crate) fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
+    let rows = state.read_now(|s| s.host_cves(ip))?;
     Ok(sightings_json(rows))
 }
 
@@ -59,7 +59,7 @@ pub(crate) fn sightings_json(rows: Vec<apiary_store::CveSighting>) -> Value {
 /// `/cve/ip/{ip}` and `/ip/{ip}/cve`.
 pub(crate) async fn of_ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    Ok(Json(sightings_of(&state, ip).await?).into_response())
+    Ok(Json(sightings_of(&state, ip)?).into_response())
 }
 
 #[cfg(test)]

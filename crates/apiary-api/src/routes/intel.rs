@@ -86,8 +86,8 @@ fn datacenter_of(intel: &Intel, ip: IpAddr) -> Value {
 }
 
 /// `[{"date","service","event_count"}]` (strings), as `/ip/{ip}/history`.
-async fn history_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
-    let rows = state.with_store(move |s| s.ip_history(ip)).await?;
+fn history_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
+    let rows = state.read_now(|s| s.ip_history(ip))?;
     Ok(history_json(rows))
 }
 
@@ -116,8 +116,7 @@ struct IpContext<'a> {
 
 pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    // Both store reads in one trip to the blocking pool.
-    let (history, cves) = state.with_store(move |s| Ok((s.ip_history(ip)?, s.host_cves(ip)?))).await?;
+    let (history, cves) = state.read_now(|s| Ok((s.ip_history(ip)?, s.host_cves(ip)?)))?;
     let (history, cve) = (history_json(history), super::cve::sightings_json(cves));
     let intel = state.intel();
     let missing = intel.missing().to_vec();
@@ -157,7 +156,7 @@ pub(crate) async fn ip_internet_scanner(
 /// `/ip-context/{ip}` (legacy): `{"network_info","threat_info","internet_scanner":bool,"ip_history"}`.
 pub(crate) async fn ip_context(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    let history = history_of(&state, ip).await?;
+    let history = history_of(&state, ip)?;
     let intel = state.intel();
     #[derive(Serialize)]
     struct Legacy<'a> {

@@ -20,7 +20,7 @@ pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, ApiError> {
 /// `[{"date":"2019-04-11","service":"SSH","event_count":"3377"}]`, oldest first.
 pub(crate) async fn history(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Json<Value>, ApiError> {
     let ip = parse_ip(&ip)?;
-    let rows = state.with_store(move |s| s.ip_history(ip)).await?;
+    let rows = state.read_now(|s| s.ip_history(ip))?;
     Ok(Json(Value::Array(
         rows.into_iter()
             .map(|r| json!({"date": day_string(r.day), "service": r.service, "event_count": r.event_count.to_string()}))
