@@ -39,20 +39,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let store = state.store.clone();
     let maintenance = tokio::spawn(maintain(state.clone()));
-    // The full bad-hosts list is the most requested answer and the slowest
-    // to compute: have it ready before the first client asks.
-    let warm = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(e) = state.bad_hosts.get(&state, apiary_store::HostFilter::default()).await {
-                tracing::warn!(error = %e, "warming the bad-hosts cache failed");
-            }
-        })
-    };
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     maintenance.abort();
-    warm.abort();
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
     if let Ok(Err(e)) = flushed {
         tracing::error!(error = %e, "flushing the store at shutdown failed");
