@@ -21,6 +21,8 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
     let mut server = Server::start(dir.path());
     let api = server.api();
     let (id, key) = (creds.api_id.clone(), creds.sensor_key.clone());
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = progress.clone();
     let sender = std::thread::spawn(move || {
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
         let mut acked = 0usize;
@@ -32,12 +34,17 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
                 .body(batch(acked, 500))
                 .send();
             match r {
-                Ok(r) if r.status() == 200 => acked += 500,
+                Ok(r) if r.status() == 200 => {
+                    acked += 500;
+                    seen.store(acked, std::sync::atomic::Ordering::SeqCst);
+                }
                 _ => return acked,
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill while batches are in flight, once a few were acknowledged (a busy
+    // machine may take a while to answer the first).
+    eventually(60, "a few acknowledged batches", || progress.load(std::sync::atomic::Ordering::SeqCst) >= 1500);
     server.kill9();
     let acked = sender.join().unwrap();
     assert!(acked > 0, "some batches were acknowledged before the kill");
