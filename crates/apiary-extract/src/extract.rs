@@ -36,7 +36,7 @@ pub(crate) fn extract_parsed(
     if payload.is_empty() {
         return;
     }
-    let mut sink = Sink::new(visit);
+    let mut sink = Sink::new(visit, payload);
     let found = match svc {
         Service::Http | Service::Https | Service::Other => match req {
             Some(req) => {

@@ -23,6 +23,14 @@ pub(crate) fn lines(p: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Where `part`, a subslice of `whole` (as the parsers return), lies in it,
+/// found by address; `None` when it is not inside `whole`.
+pub(crate) fn range_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
 /// Removes trailing `\r` and NUL bytes.
 pub(crate) fn strip_cr(mut line: &[u8]) -> &[u8] {
     while let [head @ .., b'\r' | 0] = line {
@@ -102,6 +110,15 @@ mod tests {
         assert_eq!(v, vec![&b"a"[..], b"b", b"c", b"d", b"e"]);
         assert_eq!(lines(b"a\n").count(), 1);
         assert_eq!(lines(b"").count(), 0);
+    }
+
+    #[test]
+    fn locates_subslices_by_address() {
+        let whole = b"GET /x HTTP/1.1";
+        assert_eq!(range_in(whole, &whole[4..6]), Some(4..6));
+        assert_eq!(range_in(whole, &whole[15..]), Some(15..15));
+        assert_eq!(range_in(&whole[4..], &whole[..3]), None);
+        assert_eq!(range_in(&whole[..3], &whole[2..6]), None);
     }
 
     #[test]

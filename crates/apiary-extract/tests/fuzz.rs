@@ -2,6 +2,8 @@
 //!
 //! ```sh
 //! APIARY_FUZZ_SECS=600 cargo test -p apiary-extract --release --test fuzz -- --ignored --nocapture
+//! # one parser only (a name from SERVICES, case-insensitive), all the time on it:
+//! APIARY_FUZZ_SERVICE=HTTP APIARY_FUZZ_SECS=600 cargo test -p apiary-extract --release --test fuzz -- --ignored --nocapture
 //! ```
 //!
 //! Mutates a seed corpus (every signature example and near-miss, plus
@@ -103,12 +105,26 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     v
 }
 
+/// The services to fuzz: all of [`SERVICES`], or the one named by
+/// `APIARY_FUZZ_SERVICE` so that a single parser gets the whole time box.
+fn services() -> Vec<&'static str> {
+    match std::env::var("APIARY_FUZZ_SERVICE") {
+        Ok(name) if !name.trim().is_empty() => {
+            let picked: Vec<&str> = SERVICES.iter().copied().filter(|s| s.eq_ignore_ascii_case(name.trim())).collect();
+            assert!(!picked.is_empty(), "APIARY_FUZZ_SERVICE={name:?} is none of {SERVICES:?}");
+            picked
+        }
+        _ => SERVICES.to_vec(),
+    }
+}
+
 #[test]
 #[ignore = "long-running; run explicitly (FUZZING.md)"]
 fn fuzz_all_parsers() {
     let secs: u64 = std::env::var("APIARY_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let seed: u64 =
         std::env::var("APIARY_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let services = services();
     let seeds = seeds();
     let mut rng = Rng(seed | 1);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -116,7 +132,7 @@ fn fuzz_all_parsers() {
     while Instant::now() < deadline {
         for _ in 0..1000 {
             let input = mutate(&mut rng, &seeds);
-            for svc in SERVICES {
+            for svc in &services {
                 let result = std::panic::catch_unwind(|| analyze(svc, &input));
                 match result {
                     Ok(a) => assert!(a.attributes.iter().all(|x| x.value.len() <= MAX_VALUE_BYTES)),
@@ -126,5 +142,5 @@ fn fuzz_all_parsers() {
             runs += 1;
         }
     }
-    println!("fuzz: {runs} inputs x {} services in {secs}s, no panic", SERVICES.len());
+    println!("fuzz: {runs} inputs x {} services ({}) in {secs}s, no panic", services.len(), services.join(", "));
 }

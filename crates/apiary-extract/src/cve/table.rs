@@ -32,7 +32,10 @@ pub struct Signature {
     /// of which must occur before the patterns are tried. They are searched in
     /// the first field the signature tests (`path` → request target, then
     /// `header`, `body`, `payload`), so they should be literals of that regex.
-    /// They are the prefilter that keeps the no-match case cheap.
+    /// They are the prefilter that keeps the no-match case cheap: each is
+    /// found by a few of its 2- or 4-byte windows, the ones least seen in
+    /// ordinary traffic (`src/cve/keys.rs`), so an anchor made only of
+    /// ordinary text (`/api/`) costs a check wherever such text appears.
     pub anchors: Vec<String>,
     /// HTTP methods allowed (exact, upper case); empty means any.
     #[serde(default)]

@@ -93,7 +93,7 @@ mod tests {
     fn names(p: &[u8], tcp: bool) -> Vec<String> {
         let mut v = Vec::new();
         let mut f = |a: Attr<'_>| v.push(a.value.to_owned());
-        extract(p, tcp, &mut Sink::new(&mut f));
+        extract(p, tcp, &mut Sink::new(&mut f, p));
         v
     }
 

@@ -122,14 +122,14 @@ pub(crate) fn extract(req: &Request<'_>, tls: bool, sink: &mut Sink<'_>) {
     sink.emit(AttrName::HttpPath, req.path());
     sink.emit(AttrName::HttpQuery, req.query());
     sink.emit(AttrName::HttpVersion, req.version);
-    let scheme: &[u8] = if starts_with_ci(req.target, b"https://") {
-        b"https"
+    let scheme = if starts_with_ci(req.target, b"https://") {
+        "https"
     } else if starts_with_ci(req.target, b"http://") || !tls {
-        b"http"
+        "http"
     } else {
-        b"https"
+        "https"
     };
-    sink.emit(AttrName::HttpScheme, scheme);
+    sink.emit_str(AttrName::HttpScheme, scheme);
     for line in lines(req.head) {
         if !sink.has_room() {
             return;
