@@ -11,6 +11,11 @@
 //! figure is connections / (time to serve them + time to deliver their
 //! events). Everything is on 127.0.0.1 and every loop is bounded.
 //!
+//! Beside each row, the CPU time per connection: of this process (the
+//! clients plus the bare loop, or plus the sensor and the in-process server)
+//! and, for OpenCanary, of its process too. Unlike the rates it hardly
+//! depends on what else the machine is doing.
+//!
 //! Environment: `BENCH_CONNS` (connections per run, default 4000),
 //! `OPENCANARY` (path to `opencanaryd`; default: look on PATH and in
 //! /tmp/oc-venv/bin), `BENCH_SKIP_OPENCANARY=1`.
@@ -210,13 +215,14 @@ impl Apiary {
     }
 
     /// Serves `total` connections, then waits until the server has every
-    /// event; the rate counts both.
-    async fn run(&self, svc: Svc, clients: usize, total: usize) -> (f64, u64) {
+    /// event; the rate counts both. Also returns the events delivered and
+    /// how long the delivery went on after the last connection.
+    async fn run(&self, svc: Svc, clients: usize, total: usize) -> (f64, u64, Duration) {
         let addr = self.sensor.addr(svc.kind()).unwrap();
         let before = self.stored();
         let events_before = self.sensor.stats()["events"].as_u64().unwrap_or(0);
         let start = Instant::now();
-        let (ok, _) = drive(addr, svc, clients, total).await;
+        let (ok, served) = drive(addr, svc, clients, total).await;
         let deadline = Instant::now() + Duration::from_secs(120);
         // Delivered = every event the sensor recorded since the start of the
         // run is in the store (and at least CONNECT, RX, TX per connection).
@@ -231,7 +237,7 @@ impl Apiary {
         }
         let elapsed = start.elapsed();
         assert_eq!(ok, total, "{} connections failed", total - ok);
-        (ok as f64 / elapsed.as_secs_f64(), self.stored() - before)
+        (ok as f64 / elapsed.as_secs_f64(), self.stored() - before, elapsed.saturating_sub(served))
     }
 }
 
@@ -331,6 +337,16 @@ impl Drop for Canary {
 }
 
 impl Canary {
+    /// CPU time OpenCanary's process has used (from /proc; `USER_HZ` is 100).
+    fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses: utime and
+        // stime are the 12th and 13th of those.
+        let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let ticks: u64 = rest.next()?.parse::<u64>().ok()? + rest.next()?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     fn addr(&self, svc: Svc) -> SocketAddr {
         let p = match svc {
             Svc::Telnet => self.ports[0],
@@ -339,6 +355,21 @@ impl Canary {
         };
         SocketAddr::from(([127, 0, 0, 1], p))
     }
+}
+
+/// CPU time (user and system) this process has used.
+fn own_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) else { return Duration::ZERO };
+    let t = |tv: nix::sys::time::TimeVal| {
+        Duration::from_secs(tv.tv_sec().max(0) as u64) + Duration::from_micros(tv.tv_usec().max(0) as u64)
+    };
+    t(u.user_time()) + t(u.system_time())
+}
+
+/// Microseconds per connection.
+fn per_conn(cpu: Duration, conns: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / conns as f64
 }
 
 fn main() {
@@ -374,31 +405,51 @@ fn main() {
                 // Warm-up, then the three side by side.
                 let (bare_addr, bare_task) = bare_server(svc).await;
                 let _ = drive(bare_addr, svc, clients, total / 10).await;
+                let cpu0 = own_cpu();
                 let (ok, t) = drive(bare_addr, svc, clients, total).await;
+                let bare_cpu = own_cpu().saturating_sub(cpu0);
                 bare_task.abort();
                 let bare = ok as f64 / t.as_secs_f64();
                 let _ = apiary.run(svc, clients, total / 10).await;
-                let (ours, events) = apiary.run(svc, clients, total).await;
+                let cpu0 = own_cpu();
+                let (ours, events, tail) = apiary.run(svc, clients, total).await;
+                let apiary_cpu = own_cpu().saturating_sub(cpu0);
                 let theirs = match &canary {
                     Some(c) => {
                         let _ = drive(c.addr(svc), svc, clients, total / 10).await;
+                        let (cpu0, their0) = (own_cpu(), c.cpu());
                         let (ok, t) = drive(c.addr(svc), svc, clients, total).await;
+                        let cpu = match (their0, c.cpu()) {
+                            (Some(a), Some(b)) => Some(own_cpu().saturating_sub(cpu0) + b.saturating_sub(a)),
+                            _ => None,
+                        };
                         if ok < total {
                             println!("  (OpenCanary {}: {} of {total} exchanges failed)", svc.name(), total - ok);
                         }
-                        Some(ok as f64 / t.as_secs_f64())
+                        Some((ok as f64 / t.as_secs_f64(), cpu))
                     }
                     None => None,
                 };
                 println!(
-                    "{:<7} {:>7} {:>12.0} {:>14.0} {:>12} {:>10.0}% {:>11}   ({events} events delivered)",
+                    "{:<7} {:>7} {:>12.0} {:>14.0} {:>12} {:>10.0}% {:>11}   ({events} events delivered, the last {:.0} ms after the last connection)",
                     svc.name(),
                     clients,
                     bare,
                     ours,
-                    theirs.map_or("-".into(), |v| format!("{v:.0}")),
+                    theirs.map_or("-".into(), |(v, _)| format!("{v:.0}")),
                     100.0 * ours / bare,
-                    theirs.map_or("-".into(), |v| format!("{:.1}x", ours / v)),
+                    theirs.map_or("-".into(), |(v, _)| format!("{:.1}x", ours / v)),
+                    tail.as_secs_f64() * 1e3,
+                );
+                println!(
+                    "{:<15} CPU µs/connection: bare {:.0}, apiary {:.0}{}",
+                    "",
+                    per_conn(bare_cpu, total),
+                    per_conn(apiary_cpu, total),
+                    match theirs {
+                        Some((_, Some(cpu))) => format!(", OpenCanary {:.0}", per_conn(cpu, total)),
+                        _ => String::new(),
+                    },
                 );
             }
         }

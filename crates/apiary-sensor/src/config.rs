@@ -82,7 +82,10 @@ pub enum FsyncPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
-    /// Most events in one request.
+    /// Most events in one request. Under load, batches fill up before the
+    /// flush interval: large ones spread the server's fixed cost of a request
+    /// (a transaction, its fsync, merged rollups) over more events. The byte
+    /// limit below still bounds a request whatever the payloads.
     pub batch_max_events: usize,
     /// Most uncompressed bytes in one request.
     pub batch_max_bytes: usize,
@@ -91,7 +94,12 @@ pub struct DeliveryConfig {
     /// The first delivery waits a random time up to this, so a fleet of
     /// sensors restarted together does not hit the server together.
     pub start_jitter_ms: u64,
-    /// Backoff after failures: first step and ceiling.
+    /// Backoff after failures: first step and ceiling. The ceiling bounds
+    /// how long delivery takes to resume once the server is back (each wait
+    /// at the ceiling is drawn between half of it and all of it), so it is
+    /// seconds, not minutes: a retry at a server that is down costs it
+    /// nothing, and a server that is overloaded says so with `Retry-After`,
+    /// which is obeyed instead.
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
     /// Retry delay after the server refuses our credentials.
@@ -109,12 +117,12 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
-            batch_max_events: 1000,
+            batch_max_events: 5000,
             batch_max_bytes: 4 << 20,
             flush_interval_ms: 2000,
             start_jitter_ms: 5000,
             backoff_min_ms: 1000,
-            backoff_max_ms: 300_000,
+            backoff_max_ms: 5_000,
             refused_retry_ms: 300_000,
             queue_max_bytes: 1 << 30,
             segment_max_bytes: 16 << 20,
@@ -328,6 +336,8 @@ mod tests {
         let text = include_str!("../sensor.sample.toml");
         let c = SensorConfig::from_toml(text).unwrap();
         assert!(c.services.contains_key(&ServiceKind::Telnet));
+        // The sample shows the defaults.
+        assert_eq!(c.delivery.backoff_max_ms, DeliveryConfig::default().backoff_max_ms);
     }
 
     #[test]

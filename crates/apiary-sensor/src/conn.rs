@@ -51,6 +51,8 @@ pub struct Conn {
     read_total: usize,
     /// Received but not yet consumed by the service.
     pending: Vec<u8>,
+    /// Where reads land (allocated at the first read).
+    read_buf: Vec<u8>,
     eof: bool,
     /// Set when a limit ended the connection, for the closing INFO event.
     pub limit: Option<Limit>,
@@ -69,6 +71,7 @@ impl Conn {
             max_bytes,
             read_total: 0,
             pending: Vec::new(),
+            read_buf: Vec::new(),
             eof: false,
             limit: None,
         }
@@ -88,19 +91,32 @@ impl Conn {
             return Err(self.hit(Limit::Bytes));
         }
         let want = READ_CHUNK.min(self.max_bytes - self.read_total);
-        let mut buf = [0u8; READ_CHUNK];
-        let n = match tokio::time::timeout(self.idle, self.stream.read(&mut buf[..want])).await {
-            Ok(r) => r?,
-            Err(_) => return Err(self.hit(Limit::Idle)),
+        // Read into a buffer owned by the connection rather than one on the
+        // stack: a 4 KiB array held across the await would make every
+        // connection's task that much bigger, and tasks are copied as they
+        // are spawned.
+        let mut buf = std::mem::take(&mut self.read_buf);
+        buf.resize(READ_CHUNK, 0);
+        let read = tokio::time::timeout(self.idle, self.stream.read(&mut buf[..want])).await;
+        let n = match read {
+            Ok(r) => r,
+            Err(_) => Err(self.hit(Limit::Idle)),
         };
-        if n == 0 {
-            self.eof = true;
-            return Ok(false);
-        }
-        self.read_total += n;
-        self.session.rx(&buf[..n]).await;
-        self.pending.extend_from_slice(&buf[..n]);
-        Ok(true)
+        let result = match n {
+            Ok(0) => {
+                self.eof = true;
+                Ok(false)
+            }
+            Ok(n) => {
+                self.read_total += n;
+                self.session.rx(&buf[..n]).await;
+                self.pending.extend_from_slice(&buf[..n]);
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        };
+        self.read_buf = buf;
+        result
     }
 
     /// Whatever has arrived (at least one byte), or `None` at EOF.
@@ -208,7 +224,7 @@ impl Conn {
                 if !pending.is_empty() && in_w.write_all(&pending).await.is_err() {
                     return None;
                 }
-                let mut buf = [0u8; READ_CHUNK];
+                let mut buf = vec![0u8; READ_CHUNK];
                 loop {
                     if read_total >= max_bytes {
                         return Some(Limit::Bytes);

@@ -20,14 +20,15 @@
 //! process-level tests (SIGKILL, server outage, 10,000 idle connections) run
 //! it. `sensor.sample.toml` documents every key and service.
 //!
-//! Data flow: connection task → [`record::Session`] (serialises each event)
-//! → bounded channel → writer thread (queue segment files + optional JSON-lines
+//! Data flow: connection task → `record::Session` (encodes each event) →
+//! bounded journal → writer thread (queue segment files + optional JSON-lines
 //! log) → shipper task → [`apiary_client`] → server. See each module for why
 //! it is shaped the way it is.
 
 mod config;
 mod conn;
 pub mod facts;
+mod journal;
 mod limits;
 mod node;
 mod privdrop;
@@ -36,6 +37,7 @@ mod record;
 mod server;
 mod services;
 mod ship;
+mod wire;
 mod writer;
 
 use std::future::Future;
@@ -130,9 +132,10 @@ pub async fn start(config: SensorConfig) -> anyhow::Result<RunningSensor> {
         privdrop::drop_to(user, config.group.as_deref(), &config.state_dir)?;
     }
 
-    let (recorder, rx) = record::Recorder::new(&node_id, stats.clone());
+    let journal = Arc::new(journal::Journal::default());
+    let recorder = record::Recorder::new(&node_id, stats.clone(), journal.clone());
     let w = writer::Writer { queue: queue.clone(), log, notify: notify.clone() };
-    let writer = std::thread::Builder::new().name("apiary-writer".into()).spawn(move || w.run(rx))?;
+    let writer = std::thread::Builder::new().name("apiary-writer".into()).spawn(move || w.run(journal))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let shipper = match (&config.server, &queue) {
@@ -220,8 +223,8 @@ impl RunningSensor {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        // With every connection gone, this drops the last sender and the
-        // writer drains the channel, syncs and exits.
+        // With every connection gone, this drops the last recorder: the
+        // journal closes and the writer drains it, syncs and exits.
         self.recorder.take();
         if let Some(w) = self.writer.take() {
             tokio::task::spawn_blocking(move || w.join()).await.ok();

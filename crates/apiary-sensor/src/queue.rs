@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,20 +39,66 @@ pub struct Pos {
     pub off: u64,
 }
 
-/// Events read for one delivery attempt.
+/// Events read for one delivery attempt: their lines back to back, each
+/// ending in `\n`, exactly as the server takes NDJSON.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// One serialised event per element, without the newline.
-    pub lines: Vec<Vec<u8>>,
+    data: Vec<u8>,
+    /// Where each line ends in `data` (past its `\n`).
+    ends: Vec<usize>,
     /// Where the queue stands once this batch is acknowledged.
-    end: Option<(Pos, u64)>,
+    end: Progress,
 }
+
+/// How far a batch reaches into the queue: what [`Queue::ack`] records.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress(Option<(Pos, u64)>);
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+        self.ends.is_empty()
+    }
+
+    /// Where the queue stands once this batch is delivered.
+    pub fn progress(&self) -> Progress {
+        self.end
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
+    /// Event `i`'s line, without the newline.
+    pub fn line(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        Some(&self.data[self.start(i)..end - 1])
+    }
+
+    /// Events `range` as one NDJSON chunk (each line ending in `\n`).
+    pub fn ndjson(&self, range: std::ops::Range<usize>) -> &[u8] {
+        if range.is_empty() {
+            return &[];
+        }
+        &self.data[self.start(range.start)..self.ends[range.end - 1]]
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.data.extend_from_slice(line);
+        self.ends.push(self.data.len());
     }
 }
+
+/// How much of a segment `read_batch` reads at a time.
+const READ_CHUNK: u64 = 256 << 10;
 
 #[derive(Debug)]
 struct Segment {
@@ -263,7 +309,8 @@ impl Queue {
         Ok(())
     }
 
-    /// Reads up to `max_events` events / `max_bytes` bytes from the cursor.
+    /// Reads up to `max_events` events / `max_bytes` bytes from the cursor
+    /// (a single event larger than `max_bytes` still goes, alone).
     pub fn read_batch(&self, max_events: usize, max_bytes: usize) -> io::Result<Batch> {
         let (cursor, cursor_lines, segs): (Pos, u64, Vec<(u64, u64)>) = {
             let inner = self.lock();
@@ -275,7 +322,7 @@ impl Queue {
         for (seq, len) in segs {
             let (start, mut lines_in_seg) = if seq == cursor.seg { (cursor.off, cursor_lines) } else { (0, 0) };
             if start >= len {
-                batch.end = Some((Pos { seg: seq, off: len }, lines_in_seg));
+                batch.end = Progress(Some((Pos { seg: seq, off: len }, lines_in_seg)));
                 continue;
             }
             let mut file = match File::open(seg_path(&self.dir, seq)) {
@@ -285,39 +332,52 @@ impl Queue {
                 Err(e) => return Err(e),
             };
             file.seek(SeekFrom::Start(start))?;
-            let mut reader = BufReader::new(file.take(len - start));
+            let mut reader = file.take(len - start);
+            // Bytes read from the segment and not yet taken as lines.
+            let mut buf = Vec::new();
+            // `buf[pos..scanned]` holds no newline.
+            let (mut pos, mut scanned) = (0, 0);
             let mut off = start;
             loop {
-                if batch.lines.len() >= max_events {
+                if batch.len() >= max_events {
                     return Ok(batch);
                 }
-                let mut line = Vec::new();
-                let n = reader.read_until(b'\n', &mut line)?;
-                if n == 0 || line.last() != Some(&b'\n') {
-                    break;
-                }
-                if !batch.lines.is_empty() && bytes + n > max_bytes {
+                let Some(nl) = buf[scanned..].iter().position(|&b| b == b'\n').map(|i| scanned + i) else {
+                    buf.drain(..pos);
+                    scanned = buf.len();
+                    pos = 0;
+                    if reader.by_ref().take(READ_CHUNK).read_to_end(&mut buf)? == 0 {
+                        // Every whole line of the segment is taken (a torn
+                        // tail past `len` is never read).
+                        break;
+                    }
+                    continue;
+                };
+                let n = nl + 1 - pos;
+                if !batch.is_empty() && bytes + n > max_bytes {
                     return Ok(batch);
                 }
+                let line = &buf[pos..pos + n];
                 bytes += n;
                 off += n as u64;
                 lines_in_seg += 1;
-                line.pop();
+                pos += n;
+                scanned = pos;
                 // Skip damage (e.g. zeros left by a power cut) rather than
                 // send it; it counts as consumed with the batch.
                 if line.first() == Some(&b'{') {
-                    batch.lines.push(line);
+                    batch.push(line);
                 }
-                batch.end = Some((Pos { seg: seq, off }, lines_in_seg));
+                batch.end = Progress(Some((Pos { seg: seq, off }, lines_in_seg)));
             }
         }
         Ok(batch)
     }
 
     /// Marks a batch delivered: moves the cursor past it, deletes finished
-    /// segments and persists the cursor.
-    pub fn ack(&self, batch: &Batch) -> io::Result<()> {
-        let Some((mut end, mut lines)) = batch.end else { return Ok(()) };
+    /// segments and persists the cursor (with an fsync: this blocks).
+    pub fn ack(&self, progress: Progress) -> io::Result<()> {
+        let Some((mut end, mut lines)) = progress.0 else { return Ok(()) };
         let mut inner = self.lock();
         if end <= inner.cursor {
             return Ok(());
@@ -395,7 +455,7 @@ mod tests {
     }
 
     fn ids(b: &Batch) -> Vec<usize> {
-        b.lines.iter().map(|l| std::str::from_utf8(&l[5..10]).unwrap().parse().unwrap()).collect()
+        (0..b.len()).map(|i| std::str::from_utf8(&b.line(i).unwrap()[5..10]).unwrap().parse().unwrap()).collect()
     }
 
     #[test]
@@ -408,7 +468,7 @@ mod tests {
         assert_eq!(q.pending(), 30);
         let b = q.read_batch(7, 1 << 20).unwrap();
         assert_eq!(ids(&b), (0..7).collect::<Vec<_>>());
-        q.ack(&b).unwrap();
+        q.ack(b.progress()).unwrap();
         assert_eq!(q.pending(), 23);
         // Unacknowledged reads are read again after a restart.
         let b = q.read_batch(5, 1 << 20).unwrap();
@@ -418,7 +478,7 @@ mod tests {
         assert_eq!(q.pending(), 23);
         let b = q.read_batch(1000, 1 << 20).unwrap();
         assert_eq!(ids(&b), (7..30).collect::<Vec<_>>());
-        q.ack(&b).unwrap();
+        q.ack(b.progress()).unwrap();
         assert_eq!(q.pending(), 0);
         assert!(q.read_batch(10, 1 << 20).unwrap().is_empty());
         push(&q, 30, 2);
@@ -459,9 +519,29 @@ mod tests {
         let dropped = q.dropped();
         assert!(dropped > 0);
         let b = q.read_batch(1000, 1 << 20).unwrap();
-        assert_eq!(b.lines.len() as u64 + dropped, 40);
+        assert_eq!(b.len() as u64 + dropped, 40);
         assert_eq!(*ids(&b).last().unwrap(), 39);
-        q.ack(&b).unwrap();
+        q.ack(b.progress()).unwrap();
+        assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn long_lines_and_damage_across_read_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), opts(1 << 30, 1 << 30)).unwrap();
+        let long = format!("{{\"i\":00001,\"pad\":\"{}\"}}\n", "x".repeat(3 * READ_CHUNK as usize));
+        let mut buf = b"{\"i\":00000}\n".to_vec();
+        buf.extend_from_slice(long.as_bytes());
+        buf.extend(std::iter::repeat_n(0u8, READ_CHUNK as usize + 7));
+        buf.extend_from_slice(b"\n{\"i\":00002}\n");
+        q.append(&buf, 4).unwrap();
+        let b = q.read_batch(100, 1 << 30).unwrap();
+        assert_eq!(ids(&b), vec![0, 1, 2], "the zeros are skipped");
+        assert_eq!(b.line(1).unwrap().len(), long.len() - 1);
+        assert_eq!(b.ndjson(0..3).len(), 12 + long.len() + 12);
+        assert!(b.ndjson(0..3).ends_with(b"}\n"));
+        assert_eq!(b.ndjson(2..3), b"{\"i\":00002}\n");
+        q.ack(b.progress()).unwrap();
         assert_eq!(q.pending(), 0);
     }
 
@@ -471,8 +551,8 @@ mod tests {
         let q = Queue::open(dir.path(), opts(1 << 20, 1 << 16)).unwrap();
         push(&q, 0, 10);
         let b = q.read_batch(100, 30).unwrap();
-        assert_eq!(b.lines.len(), 2);
-        q.ack(&b).unwrap();
+        assert_eq!(b.len(), 2);
+        q.ack(b.progress()).unwrap();
         let b = q.read_batch(100, 1).unwrap();
         assert_eq!(ids(&b), vec![2], "a single oversized line still goes alone");
     }

@@ -3,23 +3,21 @@
 //! A [`Recorder`] is the cheap, cloneable handle every listener holds. Each
 //! connection (or UDP datagram) gets a [`Session`] with its own UUID; the
 //! session stamps every CONNECT/RX/TX/INFO with the time, a fresh event UUID
-//! (the idempotency key for delivery) and the addresses, serialises it to its
-//! wire line right away (so the work is spread over the connection tasks),
-//! and hands the line to the writer thread over a bounded channel. A full
-//! channel makes connections wait: memory stays bounded and no event is lost
-//! between the socket and the disk.
+//! (the idempotency key for delivery) and the addresses, encodes it as its
+//! wire line right away (so the work is spread over the connection tasks; see
+//! [`crate::wire`]), and appends the line to the [`Journal`] the writer thread
+//! takes from. A full journal makes connections wait: memory stays bounded
+//! and no event is lost between the socket and the disk.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use apiary_model::{canonical_ip, Event, EventKind, Protocol, MAX_DATA_BYTES};
-use tokio::sync::mpsc;
+use apiary_model::{EventKind, Protocol, MAX_DATA_BYTES};
 
 use crate::facts::Fact;
-
-/// Lines in flight between the connections and the writer.
-pub const CHANNEL_CAPACITY: usize = 4096;
+use crate::journal::Journal;
+use crate::wire::{self, Template};
 
 /// Counters the sensor reports in its logs and `stats.json`.
 #[derive(Debug, Default)]
@@ -50,21 +48,40 @@ impl Stats {
     }
 }
 
+/// What every session of the sensor shares; one allocation, so that a new
+/// session costs one reference count, not one per field.
+struct Shared {
+    journal: Arc<Journal>,
+    node: Box<str>,
+    stats: Arc<Stats>,
+}
+
+impl Drop for Shared {
+    /// The last recorder is gone (every connection ended and the sensor
+    /// dropped its own): the writer may drain the journal and stop.
+    fn drop(&mut self) {
+        self.journal.close();
+    }
+}
+
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<String>,
-    node: Arc<str>,
-    pub(crate) stats: Arc<Stats>,
+    shared: Arc<Shared>,
 }
 
 impl Recorder {
-    pub fn new(node: &str, stats: Arc<Stats>) -> (Recorder, mpsc::Receiver<String>) {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        (Recorder { tx, node: node.into(), stats }, rx)
+    pub fn new(node: &str, stats: Arc<Stats>, journal: Arc<Journal>) -> Recorder {
+        Recorder { shared: Arc::new(Shared { journal, node: node.into(), stats }) }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
     }
 
     pub fn session(&self, service: &'static str, protocol: Protocol, local: SocketAddr, remote: SocketAddr) -> Session {
-        Session { rec: self.clone(), id: uuid::Uuid::new_v4().to_string(), service, protocol, local, remote }
+        let id = wire::new_uuid();
+        let template = Template::new(&self.shared.node, &id, service, protocol, local, remote);
+        Session { rec: self.clone(), template, protocol, remote }
     }
 }
 
@@ -73,10 +90,8 @@ impl Recorder {
 #[derive(Clone)]
 pub struct Session {
     rec: Recorder,
-    id: String,
-    service: &'static str,
+    template: Template,
     protocol: Protocol,
-    local: SocketAddr,
     remote: SocketAddr,
 }
 
@@ -86,26 +101,10 @@ impl Session {
     }
 
     async fn emit(&self, kind: EventKind, data: &[u8]) {
-        let event = Event {
-            id: uuid::Uuid::new_v4().to_string(),
-            node: self.rec.node.to_string(),
-            session: self.id.clone(),
-            ts_ms: apiary_model::time::now_ms(),
-            protocol: self.protocol,
-            kind,
-            service: self.service.to_owned(),
-            local_host: canonical_ip(self.local.ip()),
-            local_port: self.local.port(),
-            remote_host: canonical_ip(self.remote.ip()),
-            remote_port: self.remote.port(),
-            data: data.to_vec(),
-            origin: Default::default(),
-            facts: Default::default(),
-        };
-        let Ok(line) = serde_json::to_string(&event.to_wire()) else { return };
-        self.rec.stats.events.fetch_add(1, Ordering::Relaxed);
-        // A closed channel means the sensor is shutting down; nothing to do.
-        let _ = self.rec.tx.send(line).await;
+        let line = self.template.encode(&wire::new_uuid(), apiary_model::time::now_ms(), kind, data);
+        let shared = &self.rec.shared;
+        shared.stats.events.fetch_add(1, Ordering::Relaxed);
+        shared.journal.push(&line).await;
     }
 
     /// A TCP connection was accepted.

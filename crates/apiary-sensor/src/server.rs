@@ -17,6 +17,10 @@ use crate::limits::RateLimiter;
 use crate::record::Recorder;
 use crate::services::{self, Prepared, ServiceKind};
 
+/// How often an accept loop reaps its finished connection tasks when no new
+/// connection has come to do it.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// A bound socket, before privileges are dropped and serving starts.
 pub enum Bound {
     Tcp(Listener, TcpListener),
@@ -69,45 +73,64 @@ pub struct Shared {
 }
 
 /// Accepts until cancelled. Connection tasks live in a JoinSet owned by this
-/// future, so cancelling the listener ends its connections too.
+/// future, so cancelling the listener ends its connections too. Finished
+/// tasks are reaped after each accept and once a second, rather than by
+/// waking this loop as each one ends: under load that saves a wake-up of the
+/// accept task per connection, and a finished task waits at most a second
+/// to give back its memory.
 pub(crate) async fn serve_tcp(kind: ServiceKind, listener: TcpListener, cfg: Arc<Prepared>, shared: Shared) {
     let mut tasks = JoinSet::new();
+    let mut reap = tokio::time::interval(REAP_EVERY);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The address connections arrive on, unless the listener is bound to a
+    // wildcard (then each connection's own is asked for).
+    let fixed_local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(service = kind.name(), "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let stats = &shared.recorder.stats;
-                if !shared.rate.allow(peer.ip()) {
-                    stats.refused_rate.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
-                    stats.refused_capacity.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                stats.connections.fetch_add(1, Ordering::Relaxed);
-                let (cfg, shared) = (cfg.clone(), shared.clone());
-                tasks.spawn(async move {
-                    handle_conn(kind, stream, peer, &cfg, &shared).await;
-                    drop(permit);
-                });
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = reap.tick() => {
+                while tasks.try_join_next().is_some() {}
+                continue;
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(service = kind.name(), "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while tasks.try_join_next().is_some() {}
+        let stats = shared.recorder.stats();
+        if !shared.rate.allow(peer.ip()) {
+            stats.refused_rate.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
+        let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
+            stats.refused_capacity.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        let (cfg, shared) = (cfg.clone(), shared.clone());
+        tasks.spawn(async move {
+            handle_conn(kind, stream, peer, fixed_local, &cfg, &shared).await;
+            drop(permit);
+        });
     }
 }
 
-async fn handle_conn(kind: ServiceKind, stream: TcpStream, peer: SocketAddr, cfg: &Prepared, shared: &Shared) {
+async fn handle_conn(
+    kind: ServiceKind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    fixed_local: Option<SocketAddr>,
+    cfg: &Prepared,
+    shared: &Shared,
+) {
     let _ = stream.set_nodelay(true);
-    let local = match stream.local_addr() {
+    let local = match fixed_local.map_or_else(|| stream.local_addr(), Ok) {
         Ok(a) => a,
         Err(_) => return,
     };
@@ -121,7 +144,7 @@ async fn handle_conn(kind: ServiceKind, stream: TcpStream, peer: SocketAddr, cfg
         Ok(_) => conn.limit.map(|l| l.as_str()),
     };
     if let Some(limit) = limit {
-        shared.recorder.stats.limits_hit.fetch_add(1, Ordering::Relaxed);
+        shared.recorder.stats().limits_hit.fetch_add(1, Ordering::Relaxed);
         conn.info(Fact::new("limit").with("limit", limit)).await;
     }
     conn.shutdown().await;
@@ -144,7 +167,7 @@ pub(crate) async fn serve_udp(kind: ServiceKind, socket: UdpSocket, cfg: Arc<Pre
             }
         };
         if !shared.rate.allow(peer.ip()) {
-            shared.recorder.stats.refused_rate.fetch_add(1, Ordering::Relaxed);
+            shared.recorder.stats().refused_rate.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let request = &buf[..n];

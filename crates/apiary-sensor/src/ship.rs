@@ -18,6 +18,18 @@ use crate::config::DeliveryConfig;
 use crate::queue::{Batch, Queue};
 use crate::record::Stats;
 
+/// A partial batch of at least 1/SIZEABLE of `batch_max_events` (78 events
+/// at the default 5000) is sent once no new event has been queued for QUIET
+/// (the writer appends every few milliseconds while events arrive). Smaller
+/// ones wait for the flush interval: under a trickle of events, one request
+/// per interval rather than one per event.
+const SIZEABLE: u64 = 64;
+const QUIET: Duration = Duration::from_millis(10);
+
+/// During an outage, one failed attempt in this many is logged as a warning
+/// (about once a minute at the default 5 s ceiling).
+const WARN_EVERY: u32 = 15;
+
 pub struct Shipper {
     pub client: Client,
     pub queue: Arc<Queue>,
@@ -50,18 +62,9 @@ impl Shipper {
             if *stop.borrow() {
                 break;
             }
-            // A partial batch waits for more events, at most one flush interval.
             if self.queue.pending() < self.cfg.batch_max_events as u64 {
-                let more = async {
-                    let deadline = tokio::time::Instant::now() + flush;
-                    while self.queue.pending() < self.cfg.batch_max_events as u64 {
-                        if tokio::time::timeout_at(deadline, self.notify.notified()).await.is_err() {
-                            break;
-                        }
-                    }
-                };
                 tokio::select! {
-                    _ = more => {}
+                    _ = self.wait_for_more(flush) => {}
                     _ = stop.changed() => break,
                 }
             }
@@ -85,6 +88,30 @@ impl Shipper {
             }
         }
         let _ = tokio::time::timeout(final_flush, self.drain()).await;
+    }
+
+    /// Lets a partial batch wait for more events: at most one flush
+    /// interval, or, once it is a sizeable part of a batch, until the queue
+    /// stops growing for a moment. So the end of a burst goes out at once,
+    /// while a trickle still waits and goes in one request rather than many
+    /// small ones (each request has a fixed cost at the server).
+    async fn wait_for_more(&self, flush: Duration) {
+        let max = self.cfg.batch_max_events as u64;
+        let deadline = tokio::time::Instant::now() + flush;
+        loop {
+            let pending = self.queue.pending();
+            if pending >= max {
+                return;
+            }
+            let until = if pending > 0 && pending >= max / SIZEABLE {
+                deadline.min(tokio::time::Instant::now() + QUIET)
+            } else {
+                deadline
+            };
+            if tokio::time::timeout_at(until, self.notify.notified()).await.is_err() {
+                return;
+            }
+        }
     }
 
     async fn read(&self) -> std::io::Result<Batch> {
@@ -111,10 +138,15 @@ impl Shipper {
 
     /// Delivers one batch; `None` when it was acknowledged, else how long to wait.
     async fn deliver(&self, batch: &Batch, backoff: &mut Backoff) -> Option<Duration> {
-        match self.send(&batch.lines, backoff).await {
+        match self.send(batch, backoff).await {
             Step::Done => {
                 backoff.reset();
-                if let Err(e) = self.queue.ack(batch) {
+                // The cursor is written and fsynced: off the async workers.
+                let (q, progress) = (self.queue.clone(), batch.progress());
+                let acked = tokio::task::spawn_blocking(move || q.ack(progress))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                if let Err(e) = acked {
                     tracing::error!("cannot record delivery progress: {e}");
                 }
                 let dropped = self.queue.dropped();
@@ -128,19 +160,26 @@ impl Shipper {
         }
     }
 
-    /// Sends lines, splitting on 413; Done only when all parts are done. If
-    /// part of a split batch was stored before a failure, the whole batch
+    /// Sends the batch, splitting on 413; Done only when all parts are done.
+    /// If part of a split batch was stored before a failure, the whole batch
     /// stays queued: resending the stored part is harmless (idempotent ingest).
-    async fn send(&self, lines: &[Vec<u8>], backoff: &mut Backoff) -> Step {
-        let mut parts: Vec<&[Vec<u8>]> = vec![lines];
+    ///
+    /// Each part goes to the client as one NDJSON chunk, not one element per
+    /// event: the body on the wire is the same, but the client's compressor
+    /// is then called once per request rather than twice per event, and each
+    /// of those calls costs more than compressing the event itself.
+    async fn send(&self, batch: &Batch, backoff: &mut Backoff) -> Step {
+        let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+        parts.push(0..batch.len());
         while let Some(part) = parts.pop() {
-            match self.client.send_lines(part).await {
+            match self.client.send_lines(&[batch.ndjson(part.clone())]).await {
                 Outcome::Stored { accepted, duplicates, rejected } => {
                     self.stats.delivered.fetch_add(accepted + duplicates, Ordering::Relaxed);
                     if !rejected.is_empty() {
                         self.stats.rejected_by_server.fetch_add(rejected.len() as u64, Ordering::Relaxed);
                         for r in rejected.iter().take(5) {
-                            let line = part.get(r.index).map(|l| String::from_utf8_lossy(l).into_owned());
+                            let line =
+                                batch.line(part.start + r.index).map(|l| String::from_utf8_lossy(l).into_owned());
                             tracing::warn!(index = r.index, error = %r.error, line, "server rejected an event; dropped");
                         }
                     }
@@ -151,9 +190,9 @@ impl Shipper {
                     self.stats.rejected_by_server.fetch_add(part.len() as u64, Ordering::Relaxed);
                 }
                 Outcome::TooLarge if part.len() > 1 => {
-                    let (a, b) = part.split_at(part.len() / 2);
-                    parts.push(b);
-                    parts.push(a);
+                    let mid = part.start + part.len() / 2;
+                    parts.push(mid..part.end);
+                    parts.push(part.start..mid);
                 }
                 Outcome::TooLarge => {
                     tracing::error!("server refused a single event as too large; dropped");
@@ -169,7 +208,15 @@ impl Shipper {
                 }
                 Outcome::Transient { reason } => {
                     let wait = backoff.next_delay();
-                    tracing::warn!(%reason, ?wait, attempt = backoff.attempts(), "delivery failed; will retry");
+                    let attempt = backoff.attempts();
+                    // At the backoff ceiling a long outage means a retry every
+                    // few seconds: warn at the first and then every
+                    // WARN_EVERY-th, not at each.
+                    if attempt == 1 || attempt.is_multiple_of(WARN_EVERY) {
+                        tracing::warn!(%reason, ?wait, attempt, "delivery failed; will retry");
+                    } else {
+                        tracing::debug!(%reason, ?wait, attempt, "delivery failed; will retry");
+                    }
                     return Step::Wait(wait);
                 }
             }

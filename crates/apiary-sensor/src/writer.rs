@@ -1,9 +1,10 @@
-//! The writer: one OS thread that moves event lines from the channel to disk.
+//! The writer: one OS thread that moves event lines from the journal to disk.
 //!
 //! A dedicated thread because appends and fsyncs block; doing them on the
 //! async workers would stall every connection behind the disk. Lines are taken
-//! in groups (everything already waiting, up to a cap) so one write and at
-//! most one fsync cover many events.
+//! in groups (see [`crate::journal`]) so one write and at most one fsync cover
+//! many events. The queue is written (and, with `fsync = "always"`, synced)
+//! before the log, so an event in the log is always on disk in the queue.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -11,17 +12,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
+use crate::journal::{Journal, Take};
 use crate::queue::Queue;
 
-const GROUP: usize = 1024;
-/// When a group comes out small, the writer naps this long and takes what
-/// arrived meanwhile. Under load this turns one wake-up, one write and one
-/// fsync per handful of events into one per hundreds (a sleeping thread is
-/// not woken by each send, as one parked on the channel is); idle, it only
-/// delays an event by this much on its way to disk.
-const COALESCE: Duration = Duration::from_millis(2);
+/// How often an idle writer wakes to flush the log and honour the fsync
+/// interval.
+const IDLE_TICK: Duration = Duration::from_millis(200);
+/// A group buffer that grew past this (a burst) is not kept between groups.
+const KEEP_BUFFER: usize = 1 << 20;
 
 pub struct Writer {
     pub queue: Option<Arc<Queue>>,
@@ -38,50 +38,18 @@ pub fn open_log(path: &Path) -> std::io::Result<BufWriter<File>> {
 }
 
 impl Writer {
-    /// Runs until every sender is gone, then flushes and syncs. The thread
-    /// has its own tiny runtime (for the receive timeout), so it works under
-    /// any runtime flavour the caller uses.
-    pub fn run(mut self, mut rx: mpsc::Receiver<String>) {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("event writer cannot start: {e}");
-                return;
-            }
-        };
+    /// Runs until the journal is closed and drained, then flushes and syncs.
+    pub fn run(mut self, journal: Arc<Journal>) {
         let mut buf = Vec::with_capacity(1 << 16);
         loop {
-            let first = rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await });
-            let first = match first {
-                Ok(Some(line)) => line,
-                Ok(None) => break,
-                Err(_) => {
-                    self.idle();
-                    continue;
-                }
-            };
-            buf.clear();
-            let mut count = 1u64;
-            buf.extend_from_slice(first.as_bytes());
-            buf.push(b'\n');
-            for round in 0..2 {
-                while count < GROUP as u64 {
-                    match rx.try_recv() {
-                        Ok(line) => {
-                            buf.extend_from_slice(line.as_bytes());
-                            buf.push(b'\n');
-                            count += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if round == 0 && count < (GROUP / 4) as u64 && count > 1 {
-                    std::thread::sleep(COALESCE);
-                } else {
-                    break;
-                }
+            match journal.take(&mut buf, IDLE_TICK) {
+                Take::Lines(count) => self.write(&buf, count),
+                Take::Idle => self.idle(),
+                Take::Closed => break,
             }
-            self.write(&buf, count);
+            if buf.capacity() > KEEP_BUFFER {
+                buf = Vec::with_capacity(1 << 16);
+            }
         }
         self.idle();
         if let Some(q) = &self.queue {

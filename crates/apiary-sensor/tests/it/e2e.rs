@@ -1,6 +1,8 @@
 //! End to end against the real Apiary server (apiary-api over the embedded
 //! store): events recorded while the server is down are queued, then
-//! delivered when it comes up, through a server restart, exactly once.
+//! delivered when it comes up, through a server restart, exactly once. These
+//! outages are short, to check the queue's bookkeeping quickly; the issue's
+//! minutes-long outage under load is `process::server_outage_under_load_exactly_once`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +22,10 @@ pub struct Server {
 }
 
 pub async fn start_server(addr: SocketAddr, store: Arc<dyn Store>) -> Server {
+    start_server_with(addr, store, apiary_api::ApiConfig::default()).await
+}
+
+pub async fn start_server_with(addr: SocketAddr, store: Arc<dyn Store>, config: apiary_api::ApiConfig) -> Server {
     // The port was free a moment ago; retry briefly in case TIME_WAIT lingers.
     let mut listener = None;
     for _ in 0..50 {
@@ -32,7 +38,7 @@ pub async fn start_server(addr: SocketAddr, store: Arc<dyn Store>) -> Server {
         }
     }
     let listener = listener.expect("server port busy");
-    let state = apiary_api::AppState::new(store, apiary_api::ApiConfig::default());
+    let state = apiary_api::AppState::new(store, config);
     let (stop, rx) = oneshot::channel();
     let task = tokio::spawn(apiary_api::serve(listener, state, async {
         let _ = rx.await;
@@ -120,6 +126,42 @@ async fn delivers_exactly_once_through_outages() {
     assert_eq!(recorded.len(), 35 * 3, "CONNECT, RX and TX per session");
     assert_eq!(stored(&*store, account.id), recorded.len() as u64);
     let stats = sensor.stats();
+    assert_eq!(stats["rejected_by_server"], 0, "{stats}");
+    sensor.stop().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_the_server_finds_too_large_are_split() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(server_dir.path(), SqliteOptions::default()).unwrap());
+    let (account, creds) =
+        store.create_account(&NewAccount { name: "t".into(), monthly_quota: None, role: Role::Community }).unwrap();
+    let server_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // The server takes at most 7 events a request (413 beyond); the sensor
+    // sends up to 100, so every batch is halved until its parts fit.
+    let api = apiary_api::ApiConfig { max_batch_events: 7, ..Default::default() };
+    let server = start_server_with(server_addr, store.clone(), api).await;
+    let sensor_dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(sensor_dir.path(), &[K::Echo]);
+    cfg.server = Some(ServerConfig {
+        url: format!("http://{server_addr}/api"),
+        api_id: creds.api_id,
+        api_key: creds.sensor_key,
+    });
+    cfg.delivery.start_jitter_ms = 0;
+    cfg.delivery.flush_interval_ms = 200;
+    cfg.delivery.batch_max_events = 100;
+    let sensor = apiary_sensor::start(cfg).await.unwrap();
+    echo_sessions(sensor.addr(K::Echo).unwrap(), 20).await;
+    let log = sensor_dir.path().join("events.jsonl");
+    until("split delivery", || {
+        sensor.pending() == Some(0) && stored(&*store, account.id) == read_events(&log).len() as u64
+    })
+    .await;
+    assert_eq!(stored(&*store, account.id), 20 * 3);
+    let stats = sensor.stats();
+    assert_eq!(stats["delivered"], 60, "each event stored once: {stats}");
     assert_eq!(stats["rejected_by_server"], 0, "{stats}");
     sensor.stop().await.unwrap();
     server.stop().await;

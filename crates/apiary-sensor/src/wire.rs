@@ -1,0 +1,274 @@
+//! Event lines, written straight into bytes.
+//!
+//! Every event becomes one line of JSON in the [`apiary_model::WireEvent`]
+//! shape, on the connection's own task. Going through `Event` → `WireEvent` →
+//! serde costs about twenty small allocations, a chrono format and a hex
+//! string per event; at thousands of connections a second, four or more events
+//! each, that was the largest user-space cost of a connection. Here what never
+//! changes within a session (node, session id, service, addresses) is encoded
+//! once when the session starts, the date and time once per second per thread,
+//! and each event only appends its id, time, kind and payload (hex, and the
+//! MD5 of that hex, as HoneyDB defines `data_hash`) to one buffer.
+//!
+//! The output is byte for byte what `serde_json::to_string(&event.to_wire())`
+//! gives; the tests below hold the two together.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+use apiary_model::{canonical_ip, EventKind, Protocol};
+use md5::{Digest, Md5};
+use rand::Rng;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The parts of a session's event lines that are the same for every event.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// `,"node":…,"session":…` up to `split`, then
+    /// `,"service":…,"local_host":…,"local_port":…,"remote_host":…,"remote_port":…`
+    /// (one allocation per session).
+    text: String,
+    split: usize,
+    /// `,"protocol":"TCP"`
+    protocol: &'static str,
+}
+
+/// Appends `s` as a JSON string literal. Node ids, UUIDs, service names and
+/// IP addresses never need escaping and are copied as they are; anything
+/// else goes through serde, so the result is always exact.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    }
+}
+
+impl Template {
+    pub fn new(
+        node: &str,
+        session: &str,
+        service: &str,
+        protocol: Protocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Template {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(224);
+        text.push_str(",\"node\":");
+        push_json_str(&mut text, node);
+        text.push_str(",\"session\":");
+        push_json_str(&mut text, session);
+        let split = text.len();
+        text.push_str(",\"service\":");
+        push_json_str(&mut text, service);
+        // An IP address's text needs no escaping.
+        let _ = write!(
+            text,
+            ",\"local_host\":\"{}\",\"local_port\":{},\"remote_host\":\"{}\",\"remote_port\":{}",
+            canonical_ip(local.ip()),
+            local.port(),
+            canonical_ip(remote.ip()),
+            remote.port()
+        );
+        let protocol = match protocol {
+            Protocol::Tcp => ",\"protocol\":\"TCP\"",
+            Protocol::Udp => ",\"protocol\":\"UDP\"",
+        };
+        Template { text, split, protocol }
+    }
+
+    /// One event's line, without the trailing newline.
+    pub fn encode(&self, id: &str, ts_ms: i64, kind: EventKind, data: &[u8]) -> Vec<u8> {
+        let (ident, place) = self.text.split_at(self.split);
+        let mut out = Vec::with_capacity(self.text.len() + 2 * data.len() + 220);
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(ident.as_bytes());
+        push_time(&mut out, ts_ms);
+        out.extend_from_slice(self.protocol.as_bytes());
+        out.extend_from_slice(b",\"event\":\"");
+        out.extend_from_slice(kind.as_str().as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(place.as_bytes());
+        out.extend_from_slice(b",\"data\":\"");
+        let hex_at = out.len();
+        for &b in data {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        }
+        let digest = Md5::digest(&out[hex_at..]);
+        out.extend_from_slice(b"\",\"bytes\":");
+        push_uint(&mut out, (2 * data.len()) as u64);
+        out.extend_from_slice(b",\"data_hash\":\"");
+        for b in digest {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        }
+        out.extend_from_slice(b"\"}");
+        out
+    }
+}
+
+fn push_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `,"date":"YYYY-MM-DD","time":"HH:MM:SS"` of one second, as
+/// [`apiary_model::time::date_parts`] writes it.
+struct SecondCache {
+    second: i64,
+    text: String,
+}
+
+thread_local! {
+    static SECOND: RefCell<SecondCache> = const { RefCell::new(SecondCache { second: i64::MIN, text: String::new() }) };
+}
+
+/// Appends the date, time and millisecond fields of `ts_ms`. The date and time
+/// are formatted (by the model's own function) once per second per thread.
+fn push_time(out: &mut Vec<u8>, ts_ms: i64) {
+    let second = ts_ms.div_euclid(1000);
+    SECOND.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.second != second {
+            let (date, time, _) = apiary_model::time::date_parts(ts_ms);
+            cache.text.clear();
+            cache.text.push_str(",\"date\":");
+            push_json_str(&mut cache.text, &date);
+            cache.text.push_str(",\"time\":");
+            push_json_str(&mut cache.text, &time);
+            cache.second = second;
+        }
+        out.extend_from_slice(cache.text.as_bytes());
+    });
+    let ms = ts_ms.rem_euclid(1000);
+    out.extend_from_slice(b",\"millisecond\":\"");
+    out.extend_from_slice(&[b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8]);
+    out.push(b'"');
+}
+
+/// A random (v4) UUID in its hyphenated lowercase form, from the thread's
+/// CSPRNG rather than a `getrandom` system call per id: ids only need to be
+/// unique (they are the server's idempotency keys), and a connection makes
+/// five of them or more.
+pub fn new_uuid() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut buf).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apiary_model::Event;
+
+    /// The line the serde path writes for the same event.
+    fn reference(
+        t: (&str, &str, &str, Protocol, SocketAddr, SocketAddr),
+        id: &str,
+        ts_ms: i64,
+        kind: EventKind,
+        data: &[u8],
+    ) -> String {
+        let (node, session, service, protocol, local, remote) = t;
+        let event = Event {
+            id: id.into(),
+            node: node.into(),
+            session: session.into(),
+            ts_ms,
+            protocol,
+            kind,
+            service: service.into(),
+            local_host: canonical_ip(local.ip()),
+            local_port: local.port(),
+            remote_host: canonical_ip(remote.ip()),
+            remote_port: remote.port(),
+            data: data.to_vec(),
+            origin: Default::default(),
+            facts: Default::default(),
+        };
+        serde_json::to_string(&event.to_wire()).unwrap()
+    }
+
+    #[test]
+    fn same_bytes_as_the_serde_path() {
+        let node = "0123456789abcdef0123456789abcdef";
+        let session = new_uuid();
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:50123".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:23".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+        let payloads: [&[u8]; 5] =
+            [b"", b"PING\r\n", &[0, 255, 0x7f, b'"', b'\\'], &[0xab; 3000], "é\u{1F41D}".as_bytes()];
+        let times = [0, 999, 1_000, 1_764_197_999_999, 1_764_198_000_000, 4_102_444_800_123, 951_782_400_000];
+        let mut n = 0;
+        for (service, protocol, local, remote) in [
+            ("Telnet", Protocol::Tcp, v4, mapped),
+            ("DNS", Protocol::Udp, v6, v6),
+            ("Elasticsearch", Protocol::Tcp, mapped, v4),
+        ] {
+            let t = Template::new(node, &session, service, protocol, local, remote);
+            for kind in [EventKind::Connect, EventKind::Rx, EventKind::Tx, EventKind::Info] {
+                for data in payloads {
+                    for ts in times {
+                        let id = new_uuid();
+                        let ours = String::from_utf8(t.encode(&id, ts, kind, data)).unwrap();
+                        let theirs = reference((node, &session, service, protocol, local, remote), &id, ts, kind, data);
+                        assert_eq!(ours, theirs);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 3 * 4 * 5 * 7);
+    }
+
+    #[test]
+    fn lines_parse_and_validate_as_events() {
+        let local: SocketAddr = "127.0.0.1:2323".parse().unwrap();
+        let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let t = Template::new("0123456789abcdef0123456789abcdef", &new_uuid(), "Telnet", Protocol::Tcp, local, remote);
+        let now = apiary_model::time::now_ms();
+        let mut body = Vec::new();
+        for data in [&b""[..], b"root\r\n"] {
+            body.extend(t.encode(&new_uuid(), now, EventKind::Rx, data));
+            body.push(b'\n');
+        }
+        let batch = apiary_model::parse_batch(&body, 10, now).unwrap();
+        assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(batch.events[1].1.data, b"root\r\n");
+    }
+
+    #[test]
+    fn strings_that_need_escaping_are_escaped() {
+        let mut out = String::new();
+        push_json_str(&mut out, "a\"b\\c\u{1}é");
+        assert_eq!(out, serde_json::to_string("a\"b\\c\u{1}é").unwrap());
+    }
+
+    #[test]
+    fn uuids_are_v4_and_distinct() {
+        let a = new_uuid();
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(a, parsed.hyphenated().to_string());
+        let many: std::collections::HashSet<String> = (0..10_000).map(|_| new_uuid()).collect();
+        assert_eq!(many.len(), 10_000);
+    }
+}
