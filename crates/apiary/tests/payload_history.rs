@@ -215,11 +215,15 @@ fn real_clients_to_payload_history_and_cve_sightings() {
     assert_eq!(keys.len(), n, "one record per value per day");
     assert!(records.iter().all(|r| r["date"] == today()));
 
-    // The same records by month (both spellings), service, and hash.
-    let (_, by_month) = up.get(&format!("/payload-history/{year}/{month}"));
-    assert_eq!(by_month, rows);
-    let (_, by_month) = up.get(&format!("/payload-history/{year}/{}", month.trim_start_matches('0')));
-    assert_eq!(by_month, rows);
+    // The same records by month (both spellings), service, and hash. The
+    // sensor may still be delivering the clients' last events, so later
+    // answers hold at least what the year's answer held.
+    for m in [month.as_str(), month.trim_start_matches('0')] {
+        let (_, by_month) = up.get(&format!("/payload-history/{year}/{m}"));
+        let by_month = by_month.as_array().unwrap();
+        assert!(records.iter().all(|r| by_month.contains(r)), "month {m}: {by_month:#?}");
+        assert!(by_month.iter().all(|r| r["date"] == today()));
+    }
     let (_, http_rows) = up.get("/payload-history/http");
     assert!(http_rows.as_array().unwrap().iter().all(|r| r["service"] == "HTTP"));
     assert!(values_of(&http_rows, "http-path").contains("/wp-login.php"));
@@ -259,9 +263,10 @@ fn real_clients_to_payload_history_and_cve_sightings() {
     assert!(found.is_subset(&allowed), "unexpected sightings: {found:?}");
     assert!(cves.as_array().unwrap().iter().all(|r| r["date"] == today()));
     let (_, same) = up.get("/ip/127.0.0.1/cve");
-    assert_eq!(same, cves);
+    // Later answers hold at least the earlier one's sightings.
+    assert!(cves.as_array().unwrap().iter().all(|c| same.as_array().unwrap().contains(c)), "{same} vs {cves}");
     let (_, ip) = up.get("/ip/127.0.0.1");
-    assert_eq!(ip["cve"], cves);
+    assert!(cves.as_array().unwrap().iter().all(|c| ip["cve"].as_array().unwrap().contains(c)), "{ip}");
     let (_, log4shell) = up.get("/cve/cve-2021-44228");
     assert_eq!(log4shell, json!([{"date": today(), "remote_host": "127.0.0.1"}]));
     let (_, unseen) = up.get("/cve/CVE-2019-0708");

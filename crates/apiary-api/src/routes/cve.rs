@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use apiary_model::time::day_string;
 
-use super::ip::parse_ip;
+use super::ip::{dated_hosts_json, parse_ip};
 use super::payload_history::{page, paged, probe};
 use crate::{ApiError, AppState};
 
@@ -42,8 +42,7 @@ pub(crate) async fn hosts(
     let cve = parse_cve(&cve)?;
     let page = page(&q)?;
     let rows = state.with_store(move |s| s.cve_hosts(&cve, probe(page))).await?;
-    let rows = rows.into_iter().map(|r| json!({"date": day_string(r.day), "remote_host": r.host}));
-    Ok(paged(&uri, page, rows.collect()))
+    Ok(paged(&uri, page, dated_hosts_json(rows)))
 }
 
 /// The CVEs `ip` was seen exploiting: `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.

@@ -15,9 +15,9 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::ip::history_json;
 use apiary_intel::intel::{STANDARD_CLOUD_PROVIDERS, STANDARD_THREAT_LISTS};
 use apiary_intel::{Geo, Intel};
-use apiary_model::time::day_string;
 
 use super::ip::parse_ip;
 use super::netinfo::{answer, geolocation_of, missing, Lookup};
@@ -89,14 +89,6 @@ fn datacenter_of(intel: &Intel, ip: IpAddr) -> Value {
 fn history_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
     let rows = state.read_now(|s| s.ip_history(ip))?;
     Ok(history_json(rows))
-}
-
-fn history_json(rows: Vec<apiary_store::IpHistoryRow>) -> Value {
-    Value::Array(
-        rows.into_iter()
-            .map(|r| json!({"date": day_string(r.day), "service": r.service, "event_count": r.event_count.to_string()}))
-            .collect(),
-    )
 }
 
 /// `/ip/{ip}`: every view in one object.

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use apiary_model::time::{day_string, first_day_of_month};
 use apiary_store::{Page, PayloadRecord, PayloadSelect};
 
-use super::ip::parse_ip;
+use super::ip::{dated_hosts_json, parse_ip};
 use crate::{ApiError, AppState};
 
 /// Most rows in one answer (and the default page size).
@@ -256,8 +256,7 @@ pub(crate) async fn value_hosts(
     let md5 = parse_hash(&hash)?;
     let (from, to) = day_range(parse_year(&year)?, None)?;
     let rows = state.with_store(move |s| s.value_hosts(md5, from, to, probe(page))).await?;
-    let rows = rows.into_iter().map(|r| json!({"date": day_string(r.day), "remote_host": r.host}));
-    Ok(paged(&uri, page, rows.collect()))
+    Ok(paged(&uri, page, dated_hosts_json(rows)))
 }
 
 #[cfg(test)]
