@@ -38,9 +38,17 @@ pub fn to_datetime(ts_ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ts_ms).unwrap_or_default()
 }
 
-/// `YYYY-MM-DD` of a day number.
+/// `YYYY-MM-DD` of a day number. Written by hand: answers print a date per
+/// row, and chrono's format strings are parsed anew on every call.
 pub fn day_string(day: i64) -> String {
-    to_datetime(day * MS_PER_DAY).format("%Y-%m-%d").to_string()
+    let date = to_datetime(day * MS_PER_DAY).date_naive();
+    let (y, m, d) = (date.year(), date.month(), date.day());
+    if !(0..=9999).contains(&y) {
+        return date.format("%Y-%m-%d").to_string();
+    }
+    let y = y as u32;
+    let digits = [y / 1000, y / 100 % 10, y / 10 % 10, y % 10, 10, m / 10, m % 10, 10, d / 10, d % 10];
+    digits.iter().map(|&n| if n == 10 { '-' } else { char::from(b'0' + n as u8) }).collect()
 }
 
 /// The calendar year a day number falls in.
@@ -108,6 +116,17 @@ mod tests {
         assert_eq!(day_string(d), "2026-11-26");
         assert_eq!(parse_day("2026-13-01"), None);
         assert_eq!(parse_day("2026-1-01"), None);
+    }
+
+    #[test]
+    fn day_strings_agree_with_chrono() {
+        // Every day from year 0 to 9999, and a few beyond, against chrono's formatting.
+        let first = parse_day("0000-01-01").unwrap();
+        let last = parse_day("9999-12-31").unwrap();
+        for day in (first - 3..=last + 3).step_by(7).chain([first, last, 0, -1]) {
+            let expected = to_datetime(day * MS_PER_DAY).format("%Y-%m-%d").to_string();
+            assert_eq!(day_string(day), expected, "day {day}");
+        }
     }
 
     #[test]

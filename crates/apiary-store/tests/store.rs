@@ -167,3 +167,36 @@ fn facts_lost_with_a_failed_delivery_arrive_with_its_retry() {
     assert_eq!(records.len(), 1, "but their facts are recorded");
     assert_eq!(store.host_cves("192.0.2.4".parse().unwrap()).unwrap().len(), 1);
 }
+
+/// Per-host reads are kept in memory (`sqlite/host_cache.rs`); a commit
+/// that changes a host's history or CVE sightings must show in the very
+/// next read, whichever spelling of the address asks.
+#[test]
+fn per_host_reads_see_each_commit_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (acct, _) =
+        store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+    let now = now_ms();
+    let host: IpAddr = "198.51.100.7".parse().unwrap();
+    let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+    let count = |ip| store.ip_history(ip).unwrap().iter().map(|r| r.event_count).sum::<u64>();
+    assert_eq!(count(host), 0);
+    assert!(store.host_cves(host).unwrap().is_empty());
+    for round in 1..=3u64 {
+        let batch: Vec<Event> = (0..round)
+            .map(|i| {
+                let e = event(&format!("r{round}-{i}"), now - 1000 + i as i64, "198.51.100.7");
+                with_facts(e, &[], if round == 3 { &["CVE-2021-44228"] } else { &[] })
+            })
+            .collect();
+        store.ingest(acct.id, None, batch).unwrap();
+        let expected = round * (round + 1) / 2;
+        assert_eq!(count(host), expected, "round {round}");
+        assert_eq!(count(mapped), expected, "round {round}, IPv4-mapped spelling");
+    }
+    let cves = store.host_cves(mapped).unwrap();
+    assert_eq!(cves.iter().map(|c| c.cve.as_str()).collect::<Vec<_>>(), vec!["CVE-2021-44228"]);
+    // Another host's history is untouched and still right.
+    assert_eq!(count("198.51.100.8".parse().unwrap()), 0);
+}

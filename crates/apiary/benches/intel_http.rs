@@ -47,6 +47,17 @@ fn kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn config(dir: &Path) -> String {
     let cfg = feeds_config(3600);
     std::fs::write(dir.join("apiary.toml"), &cfg).unwrap();
@@ -112,6 +123,7 @@ fn main() {
     let url = format!("{}/api/ip/8.8.8.8", server.root());
     let cmd = format!("wrk -t{threads} -c{connections} -d{seconds}s --latency -s {} {url}", script.display());
     eprintln!("{cmd}");
+    let cpu_before = cpu_secs(pid);
     let out = Command::new("wrk")
         .args([
             format!("-t{threads}"),
@@ -124,6 +136,7 @@ fn main() {
         ])
         .output()
         .unwrap();
+    let server_cpu = cpu_secs(pid) - cpu_before;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     println!("{text}");
     assert!(!text.contains("Non-2xx"), "errors during the run");
@@ -133,6 +146,17 @@ fn main() {
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("?")
         .to_string();
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN);
+    println!(
+        "server CPU: {:.2} s, {:.1} CPU-us per request (the figure a busy machine does not distort)",
+        server_cpu,
+        server_cpu * 1e6 / requests
+    );
     println!(
         "intel_http: /ip/{{ip}} {connections} connections, {threads} wrk threads, {seconds} s: {rps} requests/s; \
          server RSS {} MiB idle without intel, {} MiB with every fixture feed loaded, peak {} MiB under load",

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use apiary_model::time::day_string;
 
@@ -46,13 +46,20 @@ pub(crate) async fn hosts(
 }
 
 /// The CVEs `ip` was seen exploiting: `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.
-pub(crate) fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
+pub(crate) fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Vec<Sighting>, ApiError> {
     let rows = state.read_now(|s| s.host_cves(ip))?;
     Ok(sightings_json(rows))
 }
 
-pub(crate) fn sightings_json(rows: Vec<apiary_store::CveSighting>) -> Value {
-    Value::Array(rows.into_iter().map(|r| json!({"date": day_string(r.day), "cve": r.cve})).collect())
+/// One CVE sighting of a host, typed (see `super::ip::HistoryRow`).
+#[derive(Serialize)]
+pub(crate) struct Sighting {
+    date: String,
+    cve: String,
+}
+
+pub(crate) fn sightings_json(rows: Vec<apiary_store::CveSighting>) -> Vec<Sighting> {
+    rows.into_iter().map(|r| Sighting { date: day_string(r.day), cve: r.cve }).collect()
 }
 
 /// `/cve/ip/{ip}` and `/ip/{ip}/cve`.

@@ -15,7 +15,8 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::ip::history_json;
+use super::cve::Sighting;
+use super::ip::{history_json, HistoryRow};
 use apiary_intel::intel::{STANDARD_CLOUD_PROVIDERS, STANDARD_THREAT_LISTS};
 use apiary_intel::{Geo, Intel};
 
@@ -33,60 +34,116 @@ fn not_found(message: String) -> Response {
 
 /// `is_<name>` with `-` as `_` (`et-compromised` → `is_et_compromised`).
 fn is_key(name: &str) -> String {
-    format!("is_{}", name.replace('-', "_"))
+    IsKey(name).to_string()
+}
+
+/// [`is_key`] written straight into the output, without a `String` per key.
+struct IsKey<'a>(&'a str);
+
+impl std::fmt::Display for IsKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("is_")?;
+        for (i, part) in self.0.split('-').enumerate() {
+            if i > 0 {
+                f.write_str("_")?;
+            }
+            f.write_str(part)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for IsKey<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// `/ipinfo/{ip}`: `{"is_bogon","is_tor","is_threat","threat_lists":{"is_sansip",...}}`.
 /// The seven HoneyDB lists always appear (false when not loaded, see the
 /// missing-sources header); operator-configured extra lists follow them.
-fn ipinfo_of(intel: &Intel, ip: IpAddr) -> Value {
-    let on = intel.threat_lists_of(ip);
-    let mut lists = Map::new();
-    for name in STANDARD_THREAT_LISTS {
-        lists.insert(is_key(name), Value::Bool(on.contains(&name)));
-    }
-    for name in intel.threat_list_names() {
-        if !STANDARD_THREAT_LISTS.contains(&name) {
-            lists.insert(is_key(name), Value::Bool(on.contains(&name)));
-        }
-    }
-    json!({
-        "is_bogon": intel.is_bogon(ip),
-        "is_tor": intel.is_tor(ip),
-        "is_threat": !on.is_empty(),
-        "threat_lists": lists,
-    })
+#[derive(Serialize)]
+struct IpInfo<'a> {
+    is_bogon: bool,
+    is_tor: bool,
+    is_threat: bool,
+    threat_lists: ThreatLists<'a>,
 }
 
-/// `/internet-scanner/info/{ip}`.
-fn scanner_info_of(intel: &Intel, ip: IpAddr) -> Value {
-    match intel.scanner(ip) {
-        Some(hit) => json!({
-            "domain": hit.info.domain,
-            "name": hit.info.name,
-            "url": hit.info.url,
-            "published_ip_list": hit.info.published_ip_list,
-            "internet_scanner": true,
-        }),
-        None => json!({"internet_scanner": false}),
+/// The `threat_lists` object: `is_<list>` for every standard and configured list.
+struct ThreatLists<'a> {
+    intel: &'a Intel,
+    on: Vec<&'a str>,
+}
+
+impl Serialize for ThreatLists<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let extra = self.intel.threat_list_names().filter(|n| !STANDARD_THREAT_LISTS.contains(n));
+        let mut map = s.serialize_map(None)?;
+        for name in STANDARD_THREAT_LISTS.iter().copied().chain(extra) {
+            map.serialize_entry(&IsKey(name), &self.on.contains(&name))?;
+        }
+        map.end()
     }
+}
+
+fn ipinfo_of(intel: &Intel, ip: IpAddr) -> IpInfo<'_> {
+    let on = intel.threat_lists_of(ip);
+    IpInfo {
+        is_bogon: intel.is_bogon(ip),
+        is_tor: intel.is_tor(ip),
+        is_threat: !on.is_empty(),
+        threat_lists: ThreatLists { intel, on },
+    }
+}
+
+/// `/internet-scanner/info/{ip}`: the organisation, or only `{"internet_scanner":false}`.
+#[derive(Serialize)]
+struct ScannerAnswer<'a> {
+    #[serde(flatten)]
+    info: Option<ScannerOrg<'a>>,
+    internet_scanner: bool,
+}
+
+#[derive(Serialize)]
+struct ScannerOrg<'a> {
+    domain: &'a str,
+    name: &'a str,
+    url: &'a str,
+    published_ip_list: &'a [String],
+}
+
+fn scanner_info_of(intel: &Intel, ip: IpAddr) -> ScannerAnswer<'_> {
+    let info = intel.scanner(ip).map(|hit| ScannerOrg {
+        domain: &hit.info.domain,
+        name: &hit.info.name,
+        url: &hit.info.url,
+        published_ip_list: &hit.info.published_ip_list,
+    });
+    ScannerAnswer { internet_scanner: info.is_some(), info }
 }
 
 /// The cloud provider of an address, for `/ip/{ip}`: `null` when none.
-fn datacenter_of(intel: &Intel, ip: IpAddr) -> Value {
-    match intel.cloud(ip) {
-        Some(hit) => json!({
-            "provider": hit.provider,
-            "prefix": hit.prefix.net.to_string(),
-            "region": hit.prefix.region,
-            "service": hit.prefix.service,
-        }),
-        None => Value::Null,
-    }
+#[derive(Serialize)]
+struct Datacenter<'a> {
+    provider: &'a str,
+    prefix: String,
+    region: Option<&'a str>,
+    service: Option<&'a str>,
+}
+
+fn datacenter_of(intel: &Intel, ip: IpAddr) -> Option<Datacenter<'_>> {
+    intel.cloud(ip).map(|hit| Datacenter {
+        provider: hit.provider,
+        prefix: hit.prefix.net.to_string(),
+        region: hit.prefix.region.as_deref(),
+        service: hit.prefix.service.as_deref(),
+    })
 }
 
 /// `[{"date","service","event_count"}]` (strings), as `/ip/{ip}/history`.
-fn history_of(state: &AppState, ip: IpAddr) -> Result<Value, ApiError> {
+fn history_of(state: &AppState, ip: IpAddr) -> Result<Vec<HistoryRow>, ApiError> {
     let rows = state.read_now(|s| s.ip_history(ip))?;
     Ok(history_json(rows))
 }
@@ -97,13 +154,13 @@ struct IpContext<'a> {
     ip: IpAddr,
     netinfo: Lookup<'a>,
     geo: Geo<'a>,
-    threatinfo: Value,
-    internet_scanner: Value,
-    datacenter: Value,
-    history: Value,
+    threatinfo: IpInfo<'a>,
+    internet_scanner: ScannerAnswer<'a>,
+    datacenter: Option<Datacenter<'a>>,
+    history: Vec<HistoryRow>,
     /// The CVEs this host was seen exploiting, by date.
-    cve: Value,
-    missing_sources: Vec<String>,
+    cve: Vec<Sighting>,
+    missing_sources: &'a [String],
 }
 
 pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
@@ -111,7 +168,7 @@ pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) ->
     let (history, cves) = state.read_now(|s| Ok((s.ip_history(ip)?, s.host_cves(ip)?)))?;
     let (history, cve) = (history_json(history), super::cve::sightings_json(cves));
     let intel = state.intel();
-    let missing = intel.missing().to_vec();
+    let missing = intel.missing();
     let body = IpContext {
         ip,
         netinfo: Lookup::of(&intel, ip),
@@ -121,9 +178,9 @@ pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) ->
         datacenter: datacenter_of(&intel, ip),
         history,
         cve,
-        missing_sources: missing.clone(),
+        missing_sources: missing,
     };
-    Ok(answer(body, &missing))
+    Ok(answer(body, missing))
 }
 
 pub(crate) async fn ip_geo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
@@ -153,9 +210,9 @@ pub(crate) async fn ip_context(State(state): State<AppState>, Path(ip): Path<Str
     #[derive(Serialize)]
     struct Legacy<'a> {
         network_info: Lookup<'a>,
-        threat_info: Value,
+        threat_info: IpInfo<'a>,
         internet_scanner: bool,
-        ip_history: Value,
+        ip_history: Vec<HistoryRow>,
     }
     let body = Legacy {
         network_info: Lookup::of(&intel, ip),

@@ -10,6 +10,7 @@
 mod block;
 mod chunk;
 mod history;
+mod host_cache;
 mod payload;
 mod pool;
 mod schema;
@@ -31,6 +32,7 @@ use crate::accounts::{generate_credentials, generate_key, hash_key, AccountKeys,
 use crate::quota::{QuotaBook, QuotaDecision};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
+use host_cache::HostCache;
 use payload::PayloadJob;
 use pool::Pool;
 use writer::{IngestJob, Job};
@@ -63,6 +65,10 @@ pub struct SqliteStore {
     payload_thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     quota: QuotaBook,
+    /// IP histories read lately; the event writer drops the hosts it touches.
+    history_cache: Arc<HostCache<Vec<IpHistoryRow>>>,
+    /// CVE sightings per host read lately; the payload writer drops the hosts it touches.
+    cve_cache: Arc<HostCache<Vec<CveSighting>>>,
 }
 
 /// How often the checkpointer copies committed WAL frames into the database.
@@ -128,17 +134,21 @@ impl SqliteStore {
             .spawn(move || run_checkpointer(checkpoint_conn, wal, flag))
             .map_err(|source| StoreError::Io { path: "checkpoint thread".into(), source })?;
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let history_cache = Arc::new(HostCache::default());
+        let cache = history_cache.clone();
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;
         schema::migrate(&mut payload_conn, &schema::PAYLOADS)?;
         let (payload_tx, payload_rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let cve_cache = Arc::new(HostCache::default());
+        let cache = cve_cache.clone();
         let payload_thread = std::thread::Builder::new()
             .name("apiary-payloads".into())
-            .spawn(move || payload::run(payload_conn, payload_rx))
+            .spawn(move || payload::run(payload_conn, payload_rx, &cache))
             .map_err(|source| StoreError::Io { path: "payload writer thread".into(), source })?;
         Ok(SqliteStore {
             readers: read_pool(path.clone(), &opts),
@@ -150,6 +160,8 @@ impl SqliteStore {
             payload_thread: Mutex::new(Some(payload_thread)),
             checkpointer: Mutex::new(Some((stop, checkpointer))),
             quota: QuotaBook::default(),
+            history_cache,
+            cve_cache,
         })
     }
 
@@ -472,22 +484,24 @@ impl Store for SqliteStore {
     }
 
     fn ip_history(&self, ip: IpAddr) -> Result<Vec<IpHistoryRow>> {
-        let conn = self.readers.get()?;
-        let host = apiary_model::canonical_ip(ip).to_string();
-        let days: Vec<i64> = conn
-            .prepare_cached("SELECT day FROM days ORDER BY day")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut st =
-            conn.prepare_cached("SELECT service, count FROM ip_day WHERE day = ?1 AND host = ?2 ORDER BY service")?;
-        let mut rows = Vec::new();
-        for day in days {
-            for row in st.query_map(params![day, host], |r| {
-                Ok(IpHistoryRow { day, service: r.get(0)?, event_count: r.get::<_, i64>(1)? as u64 })
-            })? {
-                rows.push(row?);
-            }
+        let ip = apiary_model::canonical_ip(ip);
+        if let Some(rows) = self.history_cache.get(ip) {
+            return Ok(rows.to_vec());
         }
+        let epoch = self.history_cache.epoch();
+        let conn = self.readers.get()?;
+        // One statement, so one read transaction and one round of file
+        // locks: a seek per day listed in `days` (the outer loop), in order.
+        let mut st = conn.prepare_cached(
+            "SELECT d.day, i.service, i.count FROM days d CROSS JOIN ip_day i
+             ON i.day = d.day AND i.host = ?1 ORDER BY d.day, i.service",
+        )?;
+        let rows = st
+            .query_map([ip.to_string()], |r| {
+                Ok(IpHistoryRow { day: r.get(0)?, service: r.get(1)?, event_count: r.get::<_, i64>(2)? as u64 })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.history_cache.insert(ip, epoch, Arc::new(rows.clone()));
         Ok(rows)
     }
 
@@ -532,7 +546,14 @@ impl Store for SqliteStore {
     }
 
     fn host_cves(&self, ip: IpAddr) -> Result<Vec<CveSighting>> {
-        history::host_cves(&*self.payload_readers.get()?, ip)
+        let ip = apiary_model::canonical_ip(ip);
+        if let Some(rows) = self.cve_cache.get(ip) {
+            return Ok(rows.to_vec());
+        }
+        let epoch = self.cve_cache.epoch();
+        let rows = history::host_cves(&*self.payload_readers.get()?, ip)?;
+        self.cve_cache.insert(ip, epoch, Arc::new(rows.clone()));
+        Ok(rows)
     }
 
     fn prune_events(&self, before_day: i64) -> Result<u64> {

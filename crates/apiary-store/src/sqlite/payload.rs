@@ -29,7 +29,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::chunk;
+use super::host_cache::HostCache;
 use super::writer::Reply;
+use crate::types::CveSighting;
 use crate::{Result, StoreError};
 
 /// Most events' facts committed in one transaction.
@@ -65,7 +67,9 @@ pub(crate) struct PayloadJob {
 
 /// The payload writer thread: commits queued jobs together (group commit, as
 /// the event writer does) until every sender is gone.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<PayloadJob>) {
+/// After each commit, the hosts with new CVE sightings are dropped from
+/// `cve_cache`.
+pub(crate) fn run(mut conn: Connection, jobs: Receiver<PayloadJob>, cve_cache: &HostCache<Vec<CveSighting>>) {
     let mut writer = PayloadWriter::default();
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -85,8 +89,10 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<PayloadJob>) {
             for f in group.iter().flat_map(|job| &job.facts) {
                 batch.add(f);
             }
+            let hosts: Vec<IpAddr> = batch.cves.iter().map(|(_, _, host)| *host).collect();
             writer.write(&tx, batch)?;
             tx.commit()?;
+            cve_cache.invalidate(hosts);
             Ok::<_, StoreError>(())
         })();
         if let Err(e) = &result {

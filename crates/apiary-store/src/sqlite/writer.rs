@@ -17,8 +17,9 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
+use super::host_cache::HostCache;
 
-use crate::types::{AccountId, IngestOutcome};
+use crate::types::{AccountId, IngestOutcome, IpHistoryRow};
 use crate::{Result, StoreError};
 
 /// Largest number of events committed in one transaction.
@@ -48,8 +49,9 @@ pub(crate) enum Job {
     Task(Task),
 }
 
-/// Runs jobs until every sender is gone.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+/// Runs jobs until every sender is gone. After each commit, the hosts whose
+/// IP history it changed are dropped from `history_cache`.
+pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, history_cache: &HostCache<Vec<IpHistoryRow>>) {
     let mut nodes = NodeCache::default();
     let mut deferred: Option<Task> = None;
     while let Ok(first) = jobs.recv() {
@@ -75,7 +77,8 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
             }
         }
         match ingest_batch(&mut conn, &mut nodes, &batch) {
-            Ok(outcomes) => {
+            Ok((outcomes, hosts)) => {
+                history_cache.invalidate(hosts);
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -275,7 +278,13 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
     Ok(id)
 }
 
-fn ingest_batch(conn: &mut Connection, nodes: &mut NodeCache, jobs: &[IngestJob]) -> Result<Vec<IngestOutcome>> {
+/// Stores a group of jobs in one transaction; returns each job's outcome and
+/// the hosts whose IP history changed.
+fn ingest_batch(
+    conn: &mut Connection,
+    nodes: &mut NodeCache,
+    jobs: &[IngestJob],
+) -> Result<(Vec<IngestOutcome>, Vec<IpAddr>)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
@@ -346,9 +355,10 @@ fn ingest_batch(conn: &mut Connection, nodes: &mut NodeCache, jobs: &[IngestJob]
         }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
+    let hosts = rollups.ip_day.keys().map(|(_, host, _)| *host).collect();
     rollups.write(&tx)?;
     tx.commit()?;
-    Ok(outcomes)
+    Ok((outcomes, hosts))
 }
 
 /// Deletes up to `limit` blocks of raw events of days before `before_day`,
