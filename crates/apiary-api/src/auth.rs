@@ -5,25 +5,36 @@
 //! authenticated answer, errors included, carries the usage headers.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use apiary_model::time::{ms_until_next_month, now_ms};
-use apiary_store::{Account, KeyKind, QuotaDecision};
+use std::sync::Arc;
+
+use apiary_store::{Account, AccountKeys, KeyKind, QuotaDecision};
 
 use crate::{ApiError, AppState};
 
 /// The authenticated caller, available to handlers as an extension.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
-    pub account: Account,
+    keys: Arc<AccountKeys>,
 }
 
-const API_ID: &str = "x-honeydb-apiid";
-const API_KEY: &str = "x-honeydb-apikey";
+impl Caller {
+    pub fn account(&self) -> &Account {
+        &self.keys.account
+    }
+}
 
-fn credential(headers: &HeaderMap, name: &str) -> Option<String> {
+const API_ID: HeaderName = HeaderName::from_static("x-honeydb-apiid");
+const API_KEY: HeaderName = HeaderName::from_static("x-honeydb-apikey");
+const QPM_CONSUMED: HeaderName = HeaderName::from_static("honeydb-qpm-consumed");
+const QPM_REMAINING: HeaderName = HeaderName::from_static("honeydb-qpm-remaining");
+const QUOTA_WINDOW: HeaderName = HeaderName::from_static("honeydb-quota-window");
+
+fn credential(headers: &HeaderMap, name: HeaderName) -> Option<String> {
     let value = headers.get(name)?.to_str().ok()?.trim();
     (!value.is_empty() && value.len() <= 256).then(|| value.to_owned())
 }
@@ -43,15 +54,15 @@ fn usage_headers(headers: &mut HeaderMap, decision: QuotaDecision) {
         QuotaDecision::Allowed { used, remaining } => (used, remaining),
         QuotaDecision::Refused { used, .. } => (used, Some(0)),
     };
-    headers.insert("honeydb-qpm-consumed", HeaderValue::from(used));
+    headers.insert(QPM_CONSUMED, HeaderValue::from(used));
     headers.insert(
-        "honeydb-qpm-remaining",
+        QPM_REMAINING,
         match remaining {
             Some(r) => HeaderValue::from(r),
             None => HeaderValue::from_static("unlimited"),
         },
     );
-    headers.insert("honeydb-quota-window", HeaderValue::from_static("month"));
+    headers.insert(QUOTA_WINDOW, HeaderValue::from_static("month"));
 }
 
 pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -62,18 +73,19 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         Ok(keys) => keys,
         Err(e) => return e.into_response(),
     };
-    let Some((account, kind)) = keys.and_then(|k| k.check(&key).map(|kind| (k.account, kind))) else {
+    let Some((keys, kind)) = keys.and_then(|k| k.check(&key).map(|kind| (k, kind))) else {
         return ApiError::Unauthorized.into_response();
     };
-    let path = req.uri().path().to_owned();
-    let needed = required_kind(&path);
+    let account = &keys.account;
+    let path = req.uri().path();
+    let needed = required_kind(path);
     let group = path.trim_start_matches('/').split('/').next().unwrap_or("");
     let counted = needed == KeyKind::Threat && !state.config.uncounted.iter().any(|g| g == group);
     let now = now_ms();
     // Counting is in memory (the store loads a month's count once), so it
     // runs here rather than on the blocking pool.
     let counted_now =
-        if counted { state.store.consume_quota(&account, now) } else { state.store.peek_quota(&account, now) };
+        if counted { state.store.consume_quota(account, now) } else { state.store.peek_quota(account, now) };
     let decision = match counted_now {
         Ok(d) => d,
         Err(e) => return ApiError::from(e).into_response(),
@@ -88,7 +100,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         let retry_after_secs = (ms_until_next_month(now) as u64).div_ceil(1000).max(1);
         ApiError::QuotaExceeded { limit, retry_after_secs }.into_response()
     } else {
-        req.extensions_mut().insert(Caller { account });
+        req.extensions_mut().insert(Caller { keys: keys.clone() });
         next.run(req).await
     };
     usage_headers(response.headers_mut(), decision);

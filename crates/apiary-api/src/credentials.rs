@@ -8,7 +8,7 @@
 //! bounded so that guessing cannot grow it without limit.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apiary_store::AccountKeys;
@@ -18,13 +18,18 @@ use crate::{ApiError, AppState};
 pub(crate) const TTL: Duration = Duration::from_secs(1);
 const MAX_ENTRIES: usize = 10_000;
 
+/// When an API id was looked up, and what was found (`None`: no such account).
+type Entry = (Instant, Option<Arc<AccountKeys>>);
+
 #[derive(Default)]
 pub(crate) struct CredentialCache {
-    entries: Mutex<HashMap<String, (Instant, Option<AccountKeys>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl CredentialCache {
-    pub async fn get(&self, state: &AppState, api_id: &str) -> Result<Option<AccountKeys>, ApiError> {
+    /// The account and key hashes of `api_id`, shared (cloning it is a counter
+    /// increment, not four allocations per request).
+    pub async fn get(&self, state: &AppState, api_id: &str) -> Result<Option<Arc<AccountKeys>>, ApiError> {
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, keys)) = entries.get(api_id) {
@@ -34,7 +39,7 @@ impl CredentialCache {
             }
         }
         let id = api_id.to_owned();
-        let keys = state.with_store(move |s| s.account_keys(&id)).await?;
+        let keys = state.with_store(move |s| s.account_keys(&id)).await?.map(Arc::new);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < TTL);

@@ -38,7 +38,7 @@ pub(crate) async fn events(
         Some(other) => return Err(ApiError::BadRequest(format!("Unsupported Content-Encoding {other:?}; use gzip"))),
     };
     let max_events = state.config.max_batch_events;
-    let owner = caller.account.id;
+    let owner = caller.account().id;
     let store = state.store.clone();
     let intel = state.intel();
     let analysis = state.config.payload_analysis;

@@ -169,10 +169,11 @@ pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) ->
     let (history, cve) = (history_json(history), super::cve::sightings_json(cves));
     let intel = state.intel();
     let missing = intel.missing();
+    let geo = geolocation_of(&intel, ip);
     let body = IpContext {
         ip,
-        netinfo: Lookup::of(&intel, ip),
-        geo: geolocation_of(&intel, ip),
+        netinfo: Lookup::with_geo(&intel, ip, geo),
+        geo,
         threatinfo: ipinfo_of(&intel, ip),
         internet_scanner: scanner_info_of(&intel, ip),
         datacenter: datacenter_of(&intel, ip),

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -38,7 +39,13 @@ pub(crate) fn missing(intel: &Intel, keys: &[&str]) -> Vec<String> {
 
 /// A JSON answer, with the missing-sources header when something was missing.
 pub(crate) fn answer<T: Serialize>(body: T, missing: &[String]) -> Response {
-    let mut response = Json(body).into_response();
+    // Serialized into a buffer sized for a whole `/ip/{ip}` answer up front:
+    // `Json` starts at 128 bytes and regrows several times per answer.
+    let mut buf = Vec::with_capacity(2048);
+    let mut response = match serde_json::to_writer(&mut buf, &body) {
+        Ok(()) => ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], buf).into_response(),
+        Err(e) => return ApiError::Internal(format!("encoding the answer failed: {e}")).into_response(),
+    };
     if !missing.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&missing.join(",")) {
             response.headers_mut().insert(MISSING_HEADER, v);
@@ -76,8 +83,12 @@ const LOOKUP_SOURCES: &[&str] = &["asn", "geo"];
 
 impl<'a> Lookup<'a> {
     pub(crate) fn of(intel: &'a Intel, ip: IpAddr) -> Lookup<'a> {
+        Self::with_geo(intel, ip, geolocation_of(intel, ip))
+    }
+
+    /// The same, with the address's geolocation already looked up.
+    pub(crate) fn with_geo(intel: &'a Intel, ip: IpAddr, geo: Geo<'a>) -> Lookup<'a> {
         let asn = intel.asn(ip);
-        let geo = intel.geo(ip).unwrap_or_default();
         let net = asn.map(|a| a.netinfo());
         Lookup {
             as_name: asn.map(|a| a.name),

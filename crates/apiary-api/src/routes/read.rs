@@ -50,7 +50,7 @@ pub(crate) async fn bad_hosts_mine(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    bad_hosts_answer(&state, HostFilter { service: None, owner: Some(caller.account.id) }, false).await
+    bad_hosts_answer(&state, HostFilter { service: None, owner: Some(caller.account().id) }, false).await
 }
 
 fn service_filter(service: String) -> Result<String, ApiError> {
@@ -73,7 +73,7 @@ pub(crate) async fn bad_hosts_service_mine(
     Extension(caller): Extension<Caller>,
     Path(service): Path<String>,
 ) -> Result<Response, ApiError> {
-    let filter = HostFilter { service: Some(service_filter(service)?), owner: Some(caller.account.id) };
+    let filter = HostFilter { service: Some(service_filter(service)?), owner: Some(caller.account().id) };
     bad_hosts_answer(&state, filter, false).await
 }
 
@@ -193,7 +193,7 @@ pub(crate) async fn nodes_mine(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    nodes_answer(&state, Some(caller.account.id)).await
+    nodes_answer(&state, Some(caller.account().id)).await
 }
 
 /// `[{"asn":14061,"entity":"DIGITALOCEAN-ASN","count":2828}]` (numbers):

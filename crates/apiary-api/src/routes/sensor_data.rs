@@ -40,7 +40,7 @@ fn from_id_param(q: &HashMap<String, String>) -> Result<i64, ApiError> {
 }
 
 fn require_all_sensors(caller: &Caller) -> Result<(), ApiError> {
-    if caller.account.role == Role::AllSensors {
+    if caller.account().role == Role::AllSensors {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
@@ -88,7 +88,7 @@ pub(crate) async fn mine(
     Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    page(&state, q, Some(caller.account.id)).await
+    page(&state, q, Some(caller.account().id)).await
 }
 
 async fn count(
@@ -115,5 +115,5 @@ pub(crate) async fn count_mine(
     Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    count(&state, q, Some(caller.account.id)).await
+    count(&state, q, Some(caller.account().id)).await
 }
