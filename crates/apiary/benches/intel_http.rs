@@ -2,7 +2,7 @@
 //! intelligence feed loaded, driven by `wrk` (64 connections by default), and
 //! the server's memory with and without the intelligence.
 //!
-//! `cargo bench -p apiary --bench intel_http -- [--seconds 10] [--connections 64] [--threads 2]`
+//! `cargo bench -p apiary --bench intel_http -- [--seconds 10] [--connections 64] [--threads 2] [--random-addresses]`
 //! needs `wrk` (`apt-get install wrk`). Figures: crates/apiary-intel/BENCH-NOTES.md.
 
 #[path = "../tests/support/mod.rs"]
@@ -108,12 +108,20 @@ fn main() {
 
     let script = dir.path().join("ip.lua");
     let list: Vec<String> = IPS.iter().map(|ip| format!("\"{ip}\"")).collect();
+    // `--random-addresses`: a random IPv4 address per request instead of the
+    // 16 above, so that nearly every answer misses the per-host cache and
+    // reads the store.
+    let pick = if args.iter().any(|a| a == "--random-addresses") {
+        "math.random(1, 223) .. \".\" .. math.random(0, 255) .. \".\" .. math.random(0, 255) .. \".\" .. math.random(1, 254)"
+    } else {
+        "ips[(i % #ips) + 1]"
+    };
     std::fs::write(
         &script,
         format!(
             "wrk.headers[\"X-HoneyDb-ApiId\"] = \"{}\"\nwrk.headers[\"X-HoneyDb-ApiKey\"] = \"{}\"\n\
              local ips = {{{}}}\nlocal i = 0\n\
-             request = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/api/ip/\" .. ips[(i % #ips) + 1])\nend\n",
+             request = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/api/ip/\" .. {pick})\nend\n",
             creds.api_id,
             creds.threat_key,
             list.join(", ")
