@@ -1,6 +1,7 @@
 //! Delivery client for an Apiary server's sensor ingest endpoint.
 //!
-//! A sensor sends batches of [`WireEvent`]s as gzip-compressed NDJSON to
+//! A sensor sends batches of [`WireEvent`]s as NDJSON (gzip-compressed unless
+//! the server is on the same host; see [`GzipPolicy`]) to
 //! `POST {base}/sensor/events`, authenticated by its account's API id and the
 //! sensor key. This crate does one request at a time and turns every possible
 //! answer into an [`Outcome`] that says what the caller must do with the batch
@@ -40,6 +41,24 @@ pub struct ClientConfig {
     pub api_key: String,
     /// Whole-request timeout; a hung server must not hold the queue forever.
     pub timeout: Duration,
+    /// When request bodies are gzipped.
+    pub gzip: GzipPolicy,
+}
+
+/// When to gzip request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GzipPolicy {
+    /// Always gzip.
+    Always,
+    /// Never gzip (the server takes plain NDJSON too).
+    Never,
+    /// Gzip unless the server is on this host (a loopback address or
+    /// `localhost`, as with `apiary up`): there the bytes cost nothing to
+    /// carry, while compressing costs the sensor, and decompressing the
+    /// server, CPU for every event (a few percent of a busy sensor's and
+    /// server's time together).
+    #[default]
+    Remote,
 }
 
 impl ClientConfig {
@@ -49,6 +68,7 @@ impl ClientConfig {
             api_id: api_id.into(),
             api_key: api_key.into(),
             timeout: Duration::from_secs(30),
+            gzip: GzipPolicy::default(),
         }
     }
 }
@@ -104,6 +124,21 @@ pub struct Client {
     url: String,
     api_id: String,
     api_key: String,
+    /// Whether bodies are gzipped (the policy resolved against the URL).
+    gzip: bool,
+}
+
+/// Whether `base_url` names this host: a loopback address or `localhost`.
+fn is_local(base_url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base_url) else { return false };
+    let Some(host) = url.host_str() else { return false };
+    // IPv6 hosts come bracketed.
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 impl Client {
@@ -115,7 +150,17 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         let url = format!("{}/sensor/events", config.base_url.trim_end_matches('/'));
-        Ok(Client { http, url, api_id: config.api_id, api_key: config.api_key })
+        let gzip = match config.gzip {
+            GzipPolicy::Always => true,
+            GzipPolicy::Never => false,
+            GzipPolicy::Remote => !is_local(&config.base_url),
+        };
+        Ok(Client { http, url, api_id: config.api_id, api_key: config.api_key, gzip })
+    }
+
+    /// Whether this client gzips its request bodies.
+    pub fn gzips(&self) -> bool {
+        self.gzip
     }
 
     /// The full ingest URL this client posts to.
@@ -139,18 +184,21 @@ impl Client {
     /// trailing newline needed). This is the sensor's path: its queue holds
     /// the exact lines, so nothing is parsed or re-encoded on the way out.
     pub async fn send_lines<L: AsRef<[u8]>>(&self, lines: &[L]) -> Outcome {
-        let body = match gzip_ndjson(lines) {
-            Ok(b) => b,
-            Err(e) => return Outcome::Transient { reason: format!("gzip failed: {e}") },
-        };
-        let request = self
+        let mut request = self
             .http
             .post(&self.url)
             .header("X-HoneyDb-ApiId", &self.api_id)
             .header("X-HoneyDb-ApiKey", &self.api_key)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
-            .header(reqwest::header::CONTENT_ENCODING, "gzip")
-            .body(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson");
+        if self.gzip {
+            let body = match gzip_ndjson(lines) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Transient { reason: format!("gzip failed: {e}") },
+            };
+            request = request.header(reqwest::header::CONTENT_ENCODING, "gzip").body(body);
+        } else {
+            request = request.body(ndjson(lines));
+        }
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return Outcome::Transient { reason: describe(&e) },
@@ -182,16 +230,36 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// Gzips lines as NDJSON (each followed by `\n`).
-pub fn gzip_ndjson<L: AsRef<[u8]>>(lines: &[L]) -> std::io::Result<Vec<u8>> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+/// Lines as NDJSON (each followed by one `\n`) into `out`.
+fn write_ndjson<L: AsRef<[u8]>>(lines: &[L], out: &mut impl Write) -> std::io::Result<()> {
     for line in lines {
         let line = line.as_ref();
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        gz.write_all(line)?;
-        gz.write_all(b"\n")?;
+        // An element may be a whole NDJSON chunk: only its own final newline
+        // is dropped (and put back), the ones inside are kept.
+        out.write_all(line.strip_suffix(b"\n").unwrap_or(line))?;
+        out.write_all(b"\n")?;
     }
-    gz.finish()
+    Ok(())
+}
+
+/// Lines as one NDJSON body (each followed by `\n`).
+pub fn ndjson<L: AsRef<[u8]>>(lines: &[L]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
+    // Writing into a Vec cannot fail.
+    let _ = write_ndjson(lines, &mut out);
+    out
+}
+
+/// Gzips lines as NDJSON (each followed by `\n`).
+///
+/// The lines go through a buffer, so the compressor runs once per 64 KiB
+/// rather than twice per line: each call into it has a fixed cost (flate2
+/// zero-fills its output buffer every time) larger than compressing a
+/// typical event line.
+pub fn gzip_ndjson<L: AsRef<[u8]>>(lines: &[L]) -> std::io::Result<Vec<u8>> {
+    let mut gz = std::io::BufWriter::with_capacity(64 << 10, GzEncoder::new(Vec::new(), Compression::fast()));
+    write_ndjson(lines, &mut gz)?;
+    gz.into_inner().map_err(|e| e.into_error())?.finish()
 }
 
 /// `Retry-After` as integer seconds (the form our server sends). HTTP dates
@@ -274,6 +342,36 @@ mod tests {
         let mut out = String::new();
         flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut out).unwrap();
         assert_eq!(out, "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn plain_body_is_ndjson() {
+        assert_eq!(ndjson(&[&b"{\"a\":1}"[..], b"{\"b\":2}\n{\"c\":3}\n"]), b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+        let many: Vec<Vec<u8>> = (0..5000).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gzip_ndjson(&many).unwrap()[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, ndjson(&many));
+    }
+
+    #[test]
+    fn gzips_unless_the_server_is_local() {
+        let gz = |url: &str| Client::new(ClientConfig::new(url, "id", "key")).unwrap().gzips();
+        for local in
+            ["http://127.0.0.1:8080/api", "http://127.9.0.1/api", "http://[::1]:80/api", "http://LocalHost:1/api"]
+        {
+            assert!(!gz(local), "{local}");
+        }
+        for remote in [
+            "http://192.0.2.1/api",
+            "https://honeydb.example/api",
+            "http://[2001:db8::1]/api",
+            "http://localhost.example/",
+        ] {
+            assert!(gz(remote), "{remote}");
+        }
+        let mut always = ClientConfig::new("http://127.0.0.1/api", "id", "key");
+        always.gzip = GzipPolicy::Always;
+        assert!(Client::new(always).unwrap().gzips());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Conn {
     /// Where reads land (allocated at the first read).
     read_buf: Vec<u8>,
     eof: bool,
+    /// Still plain TCP (no TLS started).
+    plain: bool,
     /// Set when a limit ended the connection, for the closing INFO event.
     pub limit: Option<Limit>,
 }
@@ -73,6 +75,7 @@ impl Conn {
             pending: Vec::new(),
             read_buf: Vec::new(),
             eof: false,
+            plain: true,
             limit: None,
         }
     }
@@ -94,10 +97,15 @@ impl Conn {
         // Read into a buffer owned by the connection rather than one on the
         // stack: a 4 KiB array held across the await would make every
         // connection's task that much bigger, and tasks are copied as they
-        // are spawned.
+        // are spawned. The read fills the buffer's spare capacity, which is
+        // exactly `want` bytes (`Vec::with_capacity` gives exactly what is
+        // asked), so nothing is zeroed first and no read passes the limit.
         let mut buf = std::mem::take(&mut self.read_buf);
-        buf.resize(READ_CHUNK, 0);
-        let read = tokio::time::timeout(self.idle, self.stream.read(&mut buf[..want])).await;
+        buf.clear();
+        if buf.capacity() != want {
+            buf = Vec::with_capacity(want);
+        }
+        let read = tokio::time::timeout(self.idle, self.stream.read_buf(&mut buf)).await;
         let n = match read {
             Ok(r) => r,
             Err(_) => Err(self.hit(Limit::Idle)),
@@ -200,6 +208,7 @@ impl Conn {
         };
         let sni = tls.get_ref().1.server_name().map(str::to_owned);
         self.stream = Box::new(tls);
+        self.plain = false;
         Ok(sni)
     }
 
@@ -273,7 +282,17 @@ impl Conn {
     }
 
     /// Closes our side after sending what was written.
+    ///
+    /// A plain TCP connection whose client has already closed its side (we
+    /// read its EOF) is left to the `close` that dropping the socket does:
+    /// with nothing unread, that sends the same FIN after the same data, and
+    /// the separate `shutdown` call would only cost a system call per
+    /// connection. TLS still shuts down (it sends `close_notify` first), and
+    /// so does any connection the client may still be sending on.
     pub async fn shutdown(&mut self) {
+        if self.plain && self.eof {
+            return;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
     }
 }

@@ -38,6 +38,8 @@ struct State {
     writer_asleep: bool,
     /// Some connection waits for room; only then is `room` notified.
     full: bool,
+    /// The writer's last take found lines (the writer's own state).
+    busy: bool,
 }
 
 #[derive(Default)]
@@ -109,9 +111,24 @@ impl Journal {
     /// The writer's side: waits up to `idle` for lines, naps [`COALESCE`]
     /// once some have arrived, then swaps them all into `out` (cleared first;
     /// its allocation is handed back to the journal for the next group).
+    /// Right after a group, an empty journal is given one nap before the
+    /// writer sleeps, so a steady stream of events never needs a wake-up.
     pub fn take(&self, out: &mut Vec<u8>, idle: Duration) -> Take {
         let mut st = self.lock();
+        let mut napped = false;
+        if st.buf.is_empty() && st.busy && !st.closed {
+            // The last take found lines: under load the next ones are a
+            // moment away, so nap for them instead of sleeping on the
+            // condvar. Then no connection has to wake the writer (a futex
+            // call on its task each time) while events keep coming; only
+            // once a nap brings nothing does the writer go to sleep.
+            drop(st);
+            std::thread::sleep(COALESCE);
+            st = self.lock();
+            napped = true;
+        }
         if st.buf.is_empty() {
+            st.busy = false;
             if st.closed {
                 return Take::Closed;
             }
@@ -125,12 +142,14 @@ impl Journal {
             if st.buf.is_empty() {
                 return if st.closed { Take::Closed } else { Take::Idle };
             }
+            napped = false;
         }
-        if !st.closed && !st.full {
+        if !napped && !st.closed && !st.full {
             drop(st);
             std::thread::sleep(COALESCE);
             st = self.lock();
         }
+        st.busy = true;
         out.clear();
         std::mem::swap(out, &mut st.buf);
         let lines = std::mem::take(&mut st.lines);

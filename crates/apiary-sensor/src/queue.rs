@@ -90,11 +90,30 @@ impl Batch {
         }
         &self.data[self.start(range.start)..self.ends[range.end - 1]]
     }
+}
 
-    fn push(&mut self, line: &[u8]) {
-        self.data.extend_from_slice(line);
-        self.ends.push(self.data.len());
+/// The index of the first `\n` in `bytes`, eight bytes at a time: the
+/// shipper scans every byte it sends for line ends, and a byte-by-byte
+/// search was most of the cost of reading a batch.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_le_bytes([b'\n'; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ NEWLINES;
+        // A byte of `x` is zero where `word` has a newline; the lowest flag
+        // set is exact (only bytes above a zero byte can be flagged falsely).
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
     }
+    words.remainder().iter().position(|&b| b == b'\n').map(|i| at + i)
 }
 
 /// How much of a segment `read_batch` reads at a time.
@@ -333,41 +352,48 @@ impl Queue {
             };
             file.seek(SeekFrom::Start(start))?;
             let mut reader = file.take(len - start);
-            // Bytes read from the segment and not yet taken as lines.
-            let mut buf = Vec::new();
-            // `buf[pos..scanned]` holds no newline.
-            let (mut pos, mut scanned) = (0, 0);
+            // Segment bytes are read straight into the batch: whole lines
+            // stay where they landed (no copy per line), and what follows
+            // the last line taken is cut off before returning.
+            // `batch.data[line..]` is read but not yet taken as lines, and
+            // holds no newline before `scanned`.
+            let mut line = batch.data.len();
+            let mut scanned = line;
             let mut off = start;
             loop {
                 if batch.len() >= max_events {
+                    batch.data.truncate(line);
                     return Ok(batch);
                 }
-                let Some(nl) = buf[scanned..].iter().position(|&b| b == b'\n').map(|i| scanned + i) else {
-                    buf.drain(..pos);
-                    scanned = buf.len();
-                    pos = 0;
-                    if reader.by_ref().take(READ_CHUNK).read_to_end(&mut buf)? == 0 {
+                let Some(nl) = find_newline(&batch.data[scanned..]).map(|i| scanned + i) else {
+                    scanned = batch.data.len();
+                    batch.data.reserve(READ_CHUNK as usize);
+                    if reader.by_ref().take(READ_CHUNK).read_to_end(&mut batch.data)? == 0 {
                         // Every whole line of the segment is taken (a torn
                         // tail past `len` is never read).
+                        batch.data.truncate(line);
                         break;
                     }
                     continue;
                 };
-                let n = nl + 1 - pos;
+                let end = nl + 1;
+                let n = end - line;
                 if !batch.is_empty() && bytes + n > max_bytes {
+                    batch.data.truncate(line);
                     return Ok(batch);
                 }
-                let line = &buf[pos..pos + n];
                 bytes += n;
                 off += n as u64;
                 lines_in_seg += 1;
-                pos += n;
-                scanned = pos;
                 // Skip damage (e.g. zeros left by a power cut) rather than
                 // send it; it counts as consumed with the batch.
-                if line.first() == Some(&b'{') {
-                    batch.push(line);
+                if batch.data[line] == b'{' {
+                    batch.ends.push(end);
+                    line = end;
+                } else {
+                    batch.data.drain(line..end);
                 }
+                scanned = line;
                 batch.end = Progress(Some((Pos { seg: seq, off }, lines_in_seg)));
             }
         }
@@ -456,6 +482,22 @@ mod tests {
 
     fn ids(b: &Batch) -> Vec<usize> {
         (0..b.len()).map(|i| std::str::from_utf8(&b.line(i).unwrap()[5..10]).unwrap().parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn finds_the_first_newline() {
+        for len in 0..40 {
+            for nl in (0..len).chain([usize::MAX]) {
+                let mut v: Vec<u8> = (0..len).map(|i| [b'a', 0x8a, 0x0b, 0x09, 0xff][i % 5]).collect();
+                if nl < len {
+                    v[nl] = b'\n';
+                    if nl + 3 < len {
+                        v[nl + 3] = b'\n';
+                    }
+                }
+                assert_eq!(find_newline(&v), v.iter().position(|&b| b == b'\n'), "{v:?}");
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! takes from. A full journal makes connections wait: memory stays bounded
 //! and no event is lost between the socket and the disk.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,10 +80,22 @@ impl Recorder {
     }
 
     pub fn session(&self, service: &'static str, protocol: Protocol, local: SocketAddr, remote: SocketAddr) -> Session {
-        let id = wire::new_uuid();
-        let template = Template::new(&self.shared.node, &id, service, protocol, local, remote);
+        let id = wire::uuid_text();
+        // Hyphenated hex is ASCII: the fallback is never taken.
+        let id = std::str::from_utf8(&id).unwrap_or_default();
+        let template = Template::new(&self.shared.node, id, service, protocol, local, remote);
         Session { rec: self.clone(), template, protocol, remote }
     }
+}
+
+/// Largest line buffer a thread keeps between events: enough for the line of
+/// a whole 4 KiB read (8 KiB of hex plus the fields); the rare larger one
+/// (a big TX) is freed after its push.
+const KEEP_SCRATCH: usize = 16 << 10;
+
+thread_local! {
+    /// Where [`Session::emit`] encodes a line before pushing it.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// One connection's (or datagram's) event stream. Cloneable for services
@@ -101,10 +114,18 @@ impl Session {
     }
 
     async fn emit(&self, kind: EventKind, data: &[u8]) {
-        let line = self.template.encode(&wire::new_uuid(), apiary_model::time::now_ms(), kind, data);
+        // The line is encoded into the thread's scratch buffer, taken out
+        // for the time of the push (which may wait for room, and the task
+        // may resume on another thread), so an event allocates nothing.
+        let mut line = SCRATCH.take();
+        line.clear();
+        self.template.encode_into(&mut line, &wire::uuid_text(), apiary_model::time::now_ms(), kind, data);
         let shared = &self.rec.shared;
         shared.stats.events.fetch_add(1, Ordering::Relaxed);
         shared.journal.push(&line).await;
+        if line.capacity() <= KEEP_SCRATCH {
+            SCRATCH.set(line);
+        }
     }
 
     /// A TCP connection was accepted.

@@ -272,43 +272,52 @@ pub(crate) fn prepare(kind: ServiceKind, cfg: ServiceConfig, state_dir: &Path) -
     Ok(Prepared { cfg, ssh, tls })
 }
 
+/// A service's handler for one connection, boxed.
+pub(crate) type Handler<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + 'a>>;
+
 /// Runs a TCP service on an accepted connection.
-pub(crate) async fn handle_tcp(kind: ServiceKind, conn: &mut Conn, prepared: &Prepared) -> io::Result<()> {
+///
+/// Each service's future is boxed on its own: unboxed, every connection's
+/// task would be as large as the largest service's state (SSH, HTTPS: about
+/// 2.5 KB) whatever it serves, and a task's future is copied several times
+/// as it is spawned, started and finished. Boxed, a connection pays one
+/// allocation the size of its own service's state.
+pub(crate) fn handle_tcp<'a>(kind: ServiceKind, conn: &'a mut Conn, prepared: &'a Prepared) -> Handler<'a> {
     let cfg = &prepared.cfg;
     match kind {
-        ServiceKind::Telnet => telnet::handle(conn, cfg).await,
-        ServiceKind::Http => http::handle(conn, cfg, http::Flavor::Web).await,
-        ServiceKind::Elasticsearch => http::handle(conn, cfg, http::Flavor::Elasticsearch).await,
-        ServiceKind::Couchdb => http::handle(conn, cfg, http::Flavor::CouchDb).await,
-        ServiceKind::Clickhouse => http::handle(conn, cfg, http::Flavor::ClickHouse).await,
-        ServiceKind::Kubernetes => http::handle(conn, cfg, http::Flavor::Kubernetes).await,
-        ServiceKind::Redis => redis::handle(conn, cfg).await,
-        ServiceKind::Ftp => ftp::handle(conn, cfg).await,
-        ServiceKind::Smtp => smtp::handle(conn, cfg).await,
-        ServiceKind::Memcached => memcached::handle(conn, cfg).await,
-        ServiceKind::Mysql => mysql::handle(conn, cfg).await,
-        ServiceKind::Vnc => vnc::handle(conn, cfg).await,
-        ServiceKind::Echo => echo::handle(conn, cfg).await,
-        ServiceKind::Motd => motd::handle(conn, cfg).await,
-        ServiceKind::Modbus => modbus::handle(conn, cfg).await,
-        ServiceKind::Mqtt => mqtt::handle(conn, cfg).await,
+        ServiceKind::Telnet => Box::pin(telnet::handle(conn, cfg)),
+        ServiceKind::Http => Box::pin(http::handle(conn, cfg, http::Flavor::Web)),
+        ServiceKind::Elasticsearch => Box::pin(http::handle(conn, cfg, http::Flavor::Elasticsearch)),
+        ServiceKind::Couchdb => Box::pin(http::handle(conn, cfg, http::Flavor::CouchDb)),
+        ServiceKind::Clickhouse => Box::pin(http::handle(conn, cfg, http::Flavor::ClickHouse)),
+        ServiceKind::Kubernetes => Box::pin(http::handle(conn, cfg, http::Flavor::Kubernetes)),
+        ServiceKind::Redis => Box::pin(redis::handle(conn, cfg)),
+        ServiceKind::Ftp => Box::pin(ftp::handle(conn, cfg)),
+        ServiceKind::Smtp => Box::pin(smtp::handle(conn, cfg)),
+        ServiceKind::Memcached => Box::pin(memcached::handle(conn, cfg)),
+        ServiceKind::Mysql => Box::pin(mysql::handle(conn, cfg)),
+        ServiceKind::Vnc => Box::pin(vnc::handle(conn, cfg)),
+        ServiceKind::Echo => Box::pin(echo::handle(conn, cfg)),
+        ServiceKind::Motd => Box::pin(motd::handle(conn, cfg)),
+        ServiceKind::Modbus => Box::pin(modbus::handle(conn, cfg)),
+        ServiceKind::Mqtt => Box::pin(mqtt::handle(conn, cfg)),
         ServiceKind::Ssh => match &prepared.ssh {
-            Some(config) => ssh::handle(conn, cfg, config).await,
-            None => Ok(()),
+            Some(config) => Box::pin(ssh::handle(conn, cfg, config)),
+            None => Box::pin(std::future::ready(Ok(()))),
         },
         ServiceKind::Https => match &prepared.tls {
-            Some(tls) => https::handle(conn, cfg, tls).await,
-            None => Ok(()),
+            Some(tls) => Box::pin(https::handle(conn, cfg, tls)),
+            None => Box::pin(std::future::ready(Ok(()))),
         },
-        ServiceKind::Ldap => ldap::handle(conn, cfg).await,
-        ServiceKind::Random => random::handle(conn, cfg).await,
-        ServiceKind::Hash => hash::handle(conn, cfg).await,
+        ServiceKind::Ldap => Box::pin(ldap::handle(conn, cfg)),
+        ServiceKind::Random => Box::pin(random::handle(conn, cfg)),
+        ServiceKind::Hash => Box::pin(hash::handle(conn, cfg)),
         ServiceKind::EchoUdp
         | ServiceKind::Dns
         | ServiceKind::Sip
         | ServiceKind::Tftp
         | ServiceKind::Ntp
-        | ServiceKind::Snmp => Ok(()),
+        | ServiceKind::Snmp => Box::pin(std::future::ready(Ok(()))),
     }
 }
 

@@ -63,14 +63,32 @@ fn array(items: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The configuration every connection starts with.
+fn default_config() -> HashMap<String, String> {
+    [("dir", "/var/lib/redis"), ("dbfilename", "dump.rdb"), ("requirepass", ""), ("maxmemory", "0")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The arguments as one line of text, for the INFO `command` fact.
+fn joined(args: &[Vec<u8>]) -> String {
+    let mut out = String::with_capacity(args.iter().map(|a| a.len() + 1).sum());
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&String::from_utf8_lossy(a));
+    }
+    out
+}
+
 pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
-    let version = cfg.version.clone().unwrap_or_else(|| "6.0.16".into());
+    let version = cfg.version.as_deref().unwrap_or("6.0.16");
     let mut store: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut config: HashMap<String, String> =
-        [("dir", "/var/lib/redis"), ("dbfilename", "dump.rdb"), ("requirepass", ""), ("maxmemory", "0")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+    // Made at the first CONFIG command: most connections send none, and the
+    // defaults are eight small allocations.
+    let mut config: Option<HashMap<String, String>> = None;
     let mut out = Vec::new();
     for _ in 0..MAX_COMMANDS {
         // Answers to pipelined commands go out together, once nothing
@@ -83,8 +101,7 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
         let Some(name) = args.first() else { continue };
         let cmd = String::from_utf8_lossy(name).to_ascii_uppercase();
         let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
-        let joined = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ");
-        conn.info(Fact::command(&joined)).await;
+        conn.info(Fact::command(joined(&args))).await;
         let reply: Vec<u8> = match cmd.as_str() {
             "PING" => {
                 if args.len() > 1 {
@@ -99,10 +116,11 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
                 conn.info(Fact::login(&user, &pass).with("method", "auth")).await;
                 b"+OK\r\n".to_vec()
             }
-            "INFO" => bulk(info(&version, cfg.hostname(), store.len()).as_bytes()),
+            "INFO" => bulk(info(version, cfg.hostname(), store.len()).as_bytes()),
             "CONFIG" => match arg(1).to_ascii_uppercase().as_str() {
                 "GET" => {
                     let pat = arg(2);
+                    let config = config.get_or_insert_with(default_config);
                     let hits: Vec<(&String, &String)> =
                         config.iter().filter(|(k, _)| pat == "*" || **k == pat.to_ascii_lowercase()).collect();
                     let mut items: Vec<&[u8]> = Vec::new();
@@ -112,8 +130,8 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
                     }
                     array(&items)
                 }
-                "SET" if config.len() < MAX_KEYS => {
-                    config.insert(arg(2).to_ascii_lowercase(), arg(3));
+                "SET" if config.as_ref().is_none_or(|c| c.len() < MAX_KEYS) => {
+                    config.get_or_insert_with(default_config).insert(arg(2).to_ascii_lowercase(), arg(3));
                     b"+OK\r\n".to_vec()
                 }
                 "SET" | "RESETSTAT" | "REWRITE" => b"+OK\r\n".to_vec(),
