@@ -43,8 +43,15 @@ pub(crate) async fn events(
     let intel = state.intel();
     let analysis = state.config.payload_analysis;
     let outcome = tokio::task::spawn_blocking(move || {
-        let body = if gzip { gunzip(&raw, limit)? } else { raw.to_vec() };
-        let batch = parse_batch(&body, max_events, apiary_model::time::now_ms()).map_err(|e| match e {
+        // A plain body is parsed where it lies; only gzip needs a buffer.
+        let inflated;
+        let body: &[u8] = if gzip {
+            inflated = gunzip(&raw, limit)?;
+            &inflated
+        } else {
+            &raw
+        };
+        let batch = parse_batch(body, max_events, apiary_model::time::now_ms()).map_err(|e| match e {
             BatchError::TooMany { .. } => ApiError::PayloadTooLarge(e.to_string()),
             other => ApiError::BadRequest(other.to_string()),
         })?;
