@@ -151,34 +151,30 @@ fn push_ip(text: &mut String, ip: std::net::IpAddr) {
 
 /// Appends a decimal number.
 fn push_port(text: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
+    let mut buf = [0u8; 20];
+    for &d in decimal(u64::from(n), &mut buf) {
         text.push(char::from(d));
     }
 }
 
-fn push_uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+fn push_uint(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut buf));
+}
+
+/// The ASCII decimal digits of `n`, written at the end of `buf`, without
+/// `core::fmt` (event encoding writes several numbers per event).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &buf[i..]
 }
 
 /// `,"date":"YYYY-MM-DD","time":"HH:MM:SS"` of one second, as
