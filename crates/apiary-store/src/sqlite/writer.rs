@@ -76,9 +76,8 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, history_cache: &Hos
                 Err(_) => break,
             }
         }
-        match ingest_batch(&mut conn, &mut nodes, &batch) {
-            Ok((outcomes, hosts)) => {
-                history_cache.invalidate(hosts);
+        match ingest_batch(&mut conn, &mut nodes, &batch, history_cache) {
+            Ok(outcomes) => {
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -177,7 +176,7 @@ impl<'a> Rollups<'a> {
         self.month_host.entry((month, host)).or_default();
     }
 
-    fn write(self, tx: &Transaction) -> Result<()> {
+    fn write(&self, tx: &Transaction) -> Result<()> {
         let mut st = tx.prepare_cached(
             "INSERT INTO host_hour_all (hour, host, count, last_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
@@ -278,13 +277,15 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
     Ok(id)
 }
 
-/// Stores a group of jobs in one transaction; returns each job's outcome and
-/// the hosts whose IP history changed.
+/// Stores a group of jobs in one transaction and returns each job's
+/// outcome; after the commit, the hosts whose IP history changed are dropped
+/// from `history_cache`.
 fn ingest_batch(
     conn: &mut Connection,
     nodes: &mut NodeCache,
     jobs: &[IngestJob],
-) -> Result<(Vec<IngestOutcome>, Vec<IpAddr>)> {
+    history_cache: &HostCache<Vec<IpHistoryRow>>,
+) -> Result<Vec<IngestOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
@@ -355,10 +356,10 @@ fn ingest_batch(
         }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
-    let hosts = rollups.ip_day.keys().map(|(_, host, _)| *host).collect();
     rollups.write(&tx)?;
     tx.commit()?;
-    Ok((outcomes, hosts))
+    history_cache.invalidate(rollups.ip_day.keys().map(|(_, host, _)| *host));
+    Ok(outcomes)
 }
 
 /// Deletes up to `limit` blocks of raw events of days before `before_day`,
