@@ -38,6 +38,18 @@ pub struct TestSensor {
 }
 
 /// A config with the given services on ephemeral loopback ports and a log.
+/// Points `cfg` at a server on `addr` with `key`, delivering without start
+/// jitter and flushing every `flush_ms`.
+pub fn deliver_to(cfg: &mut SensorConfig, addr: std::net::SocketAddr, api_id: &str, key: &str, flush_ms: u64) {
+    cfg.server = Some(apiary_sensor::ServerConfig {
+        url: format!("http://{addr}/api"),
+        api_id: api_id.to_owned(),
+        api_key: key.to_owned(),
+    });
+    cfg.delivery.start_jitter_ms = 0;
+    cfg.delivery.flush_interval_ms = flush_ms;
+}
+
 pub fn config(dir: &Path, kinds: &[ServiceKind]) -> SensorConfig {
     let mut cfg =
         SensorConfig { state_dir: dir.to_owned(), log_file: Some("events.jsonl".into()), ..Default::default() };

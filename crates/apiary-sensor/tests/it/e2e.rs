@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiary_sensor::{ServerConfig, ServiceKind as K};
+use apiary_sensor::ServiceKind as K;
 use apiary_store::{NewAccount, Role, SqliteOptions, SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -87,13 +87,7 @@ async fn delivers_exactly_once_through_outages() {
 
     let sensor_dir = tempfile::tempdir().unwrap();
     let mut cfg = config(sensor_dir.path(), &[K::Echo]);
-    cfg.server = Some(ServerConfig {
-        url: format!("http://{server_addr}/api"),
-        api_id: creds.api_id.clone(),
-        api_key: creds.sensor_key.clone(),
-    });
-    cfg.delivery.start_jitter_ms = 0;
-    cfg.delivery.flush_interval_ms = 100;
+    deliver_to(&mut cfg, server_addr, &creds.api_id, &creds.sensor_key, 100);
     cfg.delivery.backoff_min_ms = 100;
     cfg.delivery.backoff_max_ms = 500;
     cfg.delivery.batch_max_events = 25;
@@ -144,13 +138,7 @@ async fn batches_the_server_finds_too_large_are_split() {
     let server = start_server_with(server_addr, store.clone(), api).await;
     let sensor_dir = tempfile::tempdir().unwrap();
     let mut cfg = config(sensor_dir.path(), &[K::Echo]);
-    cfg.server = Some(ServerConfig {
-        url: format!("http://{server_addr}/api"),
-        api_id: creds.api_id,
-        api_key: creds.sensor_key,
-    });
-    cfg.delivery.start_jitter_ms = 0;
-    cfg.delivery.flush_interval_ms = 200;
+    deliver_to(&mut cfg, server_addr, &creds.api_id, &creds.sensor_key, 200);
     cfg.delivery.batch_max_events = 100;
     let sensor = apiary_sensor::start(cfg).await.unwrap();
     echo_sessions(sensor.addr(K::Echo).unwrap(), 20).await;
@@ -178,13 +166,7 @@ async fn wrong_key_keeps_events() {
     let sensor_dir = tempfile::tempdir().unwrap();
     let mut cfg = config(sensor_dir.path(), &[K::Echo]);
     // The threat key is not a sensor key: the server refuses, the sensor keeps.
-    cfg.server = Some(ServerConfig {
-        url: format!("http://{server_addr}/api"),
-        api_id: creds.api_id,
-        api_key: creds.threat_key,
-    });
-    cfg.delivery.start_jitter_ms = 0;
-    cfg.delivery.flush_interval_ms = 50;
+    deliver_to(&mut cfg, server_addr, &creds.api_id, &creds.threat_key, 50);
     let sensor = apiary_sensor::start(cfg).await.unwrap();
     echo_sessions(sensor.addr(K::Echo).unwrap(), 3).await;
     until("queued", || sensor.pending().unwrap() >= 9).await;
