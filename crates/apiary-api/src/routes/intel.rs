@@ -21,8 +21,12 @@ use apiary_intel::intel::{STANDARD_CLOUD_PROVIDERS, STANDARD_THREAT_LISTS};
 use apiary_intel::{Geo, Intel};
 
 use super::ip::parse_ip;
-use super::netinfo::{answer, geolocation_of, missing, Lookup};
+use super::netinfo::{answer, geolocation_of, missing, missing_header, Lookup, MISSING_HEADER};
+use crate::ip_answers::{Inputs, Rendered};
 use crate::{ApiError, AppState};
+use apiary_store::{CveSighting, IpHistoryRow};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
 
 /// Sources `/ipinfo` consults (bogons are built in, never missing).
 const IPINFO_SOURCES: &[&str] = &["tor", "threat:"];
@@ -142,12 +146,6 @@ fn datacenter_of(intel: &Intel, ip: IpAddr) -> Option<Datacenter<'_>> {
     })
 }
 
-/// `[{"date","service","event_count"}]` (strings), as `/ip/{ip}/history`.
-fn history_of(state: &AppState, ip: IpAddr) -> Result<Vec<HistoryRow>, ApiError> {
-    let rows = state.read_now(|s| s.ip_history(ip))?;
-    Ok(history_json(rows))
-}
-
 /// `/ip/{ip}`: every view in one object.
 #[derive(Serialize)]
 struct IpContext<'a> {
@@ -157,31 +155,52 @@ struct IpContext<'a> {
     threatinfo: IpInfo<'a>,
     internet_scanner: ScannerAnswer<'a>,
     datacenter: Option<Datacenter<'a>>,
-    history: Vec<HistoryRow>,
+    history: Vec<HistoryRow<'a>>,
     /// The CVEs this host was seen exploiting, by date.
-    cve: Vec<Sighting>,
+    cve: Vec<Sighting<'a>>,
     missing_sources: &'a [String],
 }
 
 pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
     let (history, cves) = state.read_now(|s| Ok((s.ip_history(ip)?, s.host_cves(ip)?)))?;
-    let (history, cve) = (history_json(history), super::cve::sightings_json(cves));
     let intel = state.intel();
+    let inputs = Inputs { intel: &intel, history: &history, cves: &cves };
+    let rendered = match state.ip_answers.get(ip, &inputs) {
+        Some(rendered) => rendered,
+        None => {
+            let rendered = render_ip(ip, &intel, &history, &cves)?;
+            state.ip_answers.insert(ip, &inputs, rendered.clone());
+            rendered
+        }
+    };
+    let mut response = ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], rendered.body).into_response();
+    if let Some(missing) = rendered.missing {
+        response.headers_mut().insert(MISSING_HEADER, missing);
+    }
+    Ok(response)
+}
+
+/// The `/ip/{ip}` answer from its three inputs (see `crate::ip_answers`).
+fn render_ip(ip: IpAddr, intel: &Intel, history: &[IpHistoryRow], cves: &[CveSighting]) -> Result<Rendered, ApiError> {
     let missing = intel.missing();
-    let geo = geolocation_of(&intel, ip);
-    let body = IpContext {
+    let geo = geolocation_of(intel, ip);
+    let context = IpContext {
         ip,
-        netinfo: Lookup::with_geo(&intel, ip, geo),
+        netinfo: Lookup::with_geo(intel, ip, geo),
         geo,
-        threatinfo: ipinfo_of(&intel, ip),
-        internet_scanner: scanner_info_of(&intel, ip),
-        datacenter: datacenter_of(&intel, ip),
-        history,
-        cve,
+        threatinfo: ipinfo_of(intel, ip),
+        internet_scanner: scanner_info_of(intel, ip),
+        datacenter: datacenter_of(intel, ip),
+        history: history_json(history),
+        cve: super::cve::sightings_json(cves),
         missing_sources: missing,
     };
-    Ok(answer(body, missing))
+    // Sized for a whole answer up front: a `Vec` would regrow several times.
+    let mut body = Vec::with_capacity(2048);
+    serde_json::to_writer(&mut body, &context)
+        .map_err(|e| ApiError::Internal(format!("encoding the answer failed: {e}")))?;
+    Ok(Rendered { body: body.into(), missing: missing_header(missing) })
 }
 
 pub(crate) async fn ip_geo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
@@ -206,14 +225,15 @@ pub(crate) async fn ip_internet_scanner(
 /// `/ip-context/{ip}` (legacy): `{"network_info","threat_info","internet_scanner":bool,"ip_history"}`.
 pub(crate) async fn ip_context(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    let history = history_of(&state, ip)?;
+    let rows = state.read_now(|s| s.ip_history(ip))?;
+    let history = history_json(&rows);
     let intel = state.intel();
     #[derive(Serialize)]
     struct Legacy<'a> {
         network_info: Lookup<'a>,
         threat_info: IpInfo<'a>,
         internet_scanner: bool,
-        ip_history: Vec<HistoryRow>,
+        ip_history: Vec<HistoryRow<'a>>,
     }
     let body = Legacy {
         network_info: Lookup::of(&intel, ip),

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -19,29 +20,26 @@ pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, ApiError> {
 }
 
 /// `[{"date":"2019-04-11","service":"SSH","event_count":"3377"}]`, oldest first.
-pub(crate) async fn history(
-    State(state): State<AppState>,
-    Path(ip): Path<String>,
-) -> Result<Json<Vec<HistoryRow>>, ApiError> {
+pub(crate) async fn history(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
     let rows = state.read_now(|s| s.ip_history(ip))?;
-    Ok(Json(history_json(rows)))
+    Ok(Json(history_json(&rows)).into_response())
 }
 
 /// One IP-history row as HoneyDB sends it (the count as a string). Typed
 /// rather than a `serde_json::Value`: `/ip/{ip}` is the most called answer,
 /// and building maps of owned keys was a good part of its CPU.
 #[derive(Serialize)]
-pub(crate) struct HistoryRow {
+pub(crate) struct HistoryRow<'a> {
     date: String,
-    service: String,
+    service: &'a str,
     event_count: String,
 }
 
 /// IP-history rows as HoneyDB sends them.
-pub(crate) fn history_json(rows: Vec<apiary_store::IpHistoryRow>) -> Vec<HistoryRow> {
-    rows.into_iter()
-        .map(|r| HistoryRow { date: day_string(r.day), service: r.service, event_count: r.event_count.to_string() })
+pub(crate) fn history_json(rows: &[apiary_store::IpHistoryRow]) -> Vec<HistoryRow<'_>> {
+    rows.iter()
+        .map(|r| HistoryRow { date: day_string(r.day), service: &r.service, event_count: r.event_count.to_string() })
         .collect()
 }
 

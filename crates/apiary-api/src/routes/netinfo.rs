@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ipnet::IpNet;
@@ -21,7 +21,7 @@ use super::ip::parse_ip;
 use crate::{ApiError, AppState};
 
 /// Response header naming the sources an answer could not consult.
-pub(crate) const MISSING_HEADER: &str = "x-apiary-missing-sources";
+pub(crate) const MISSING_HEADER: HeaderName = HeaderName::from_static("x-apiary-missing-sources");
 
 /// Most addresses `/netinfo/network-addresses` and `/ip/cidr` list.
 pub(crate) const MAX_NETWORK_ADDRESSES: u128 = 65_536;
@@ -46,12 +46,18 @@ pub(crate) fn answer<T: Serialize>(body: T, missing: &[String]) -> Response {
         Ok(()) => ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], buf).into_response(),
         Err(e) => return ApiError::Internal(format!("encoding the answer failed: {e}")).into_response(),
     };
-    if !missing.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&missing.join(",")) {
-            response.headers_mut().insert(MISSING_HEADER, v);
-        }
+    if let Some(v) = missing_header(missing) {
+        response.headers_mut().insert(MISSING_HEADER, v);
     }
     response
+}
+
+/// The `x-apiary-missing-sources` value naming `missing`, if any is.
+pub(crate) fn missing_header(missing: &[String]) -> Option<HeaderValue> {
+    if missing.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&missing.join(",")).ok()
 }
 
 /// `/netinfo/lookup/{ip}`: ASN, routed prefix and geolocation. Keys in HoneyDB's

@@ -483,10 +483,10 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn ip_history(&self, ip: IpAddr) -> Result<Vec<IpHistoryRow>> {
+    fn ip_history(&self, ip: IpAddr) -> Result<Arc<Vec<IpHistoryRow>>> {
         let ip = apiary_model::canonical_ip(ip);
         if let Some(rows) = self.history_cache.get(ip) {
-            return Ok(rows.to_vec());
+            return Ok(rows);
         }
         let epoch = self.history_cache.epoch();
         let conn = self.readers.get()?;
@@ -501,7 +501,8 @@ impl Store for SqliteStore {
                 Ok(IpHistoryRow { day: r.get(0)?, service: r.get(1)?, event_count: r.get::<_, i64>(2)? as u64 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        self.history_cache.insert(ip, epoch, Arc::new(rows.clone()));
+        let rows = Arc::new(rows);
+        self.history_cache.insert(ip, epoch, rows.clone());
         Ok(rows)
     }
 
@@ -545,14 +546,14 @@ impl Store for SqliteStore {
         history::cve_hosts(&*self.payload_readers.get()?, cve, page)
     }
 
-    fn host_cves(&self, ip: IpAddr) -> Result<Vec<CveSighting>> {
+    fn host_cves(&self, ip: IpAddr) -> Result<Arc<Vec<CveSighting>>> {
         let ip = apiary_model::canonical_ip(ip);
         if let Some(rows) = self.cve_cache.get(ip) {
-            return Ok(rows.to_vec());
+            return Ok(rows);
         }
         let epoch = self.cve_cache.epoch();
-        let rows = history::host_cves(&*self.payload_readers.get()?, ip)?;
-        self.cve_cache.insert(ip, epoch, Arc::new(rows.clone()));
+        let rows = Arc::new(history::host_cves(&*self.payload_readers.get()?, ip)?);
+        self.cve_cache.insert(ip, epoch, rows.clone());
         Ok(rows)
     }
 

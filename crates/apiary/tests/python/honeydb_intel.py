@@ -20,13 +20,14 @@ london = {"city": "London", "country_iso": "GB", "country_name": "United Kingdom
 # /ip/{ip} and its views.
 full = client.ip("81.2.69.160")
 assert full["geo"] == london, full
-assert full["history"] == [{"date": day, "service": "SSH", "event_count": "1"}], full
-assert full["cve"] == [], full
+assert full["history"] == [{"date": day, "service": "HTTP", "event_count": "1"},
+                           {"date": day, "service": "SSH", "event_count": "1"}], full
+assert full["cve"] == [{"date": day, "cve": "CVE-2021-44228"}], full
 assert client.ip_geo("81.2.69.160") == london
 assert client.ip_netinfo("81.2.69.160") == full["netinfo"]
 assert client.ip_threatinfo("81.2.69.160") == full["threatinfo"]
 assert client.ip_internet_scanner("184.105.247.194")["name"] == "The Shadow Server Foundation"
-assert client.ip_cve("81.2.69.160") == []
+assert client.ip_cve("81.2.69.160") == full["cve"]
 assert client.ip_history("81.2.69.160") == full["history"]
 
 # netinfo.
