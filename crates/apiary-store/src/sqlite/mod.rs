@@ -13,6 +13,7 @@ mod history;
 mod host_cache;
 mod payload;
 mod pool;
+mod rollup;
 mod schema;
 mod writer;
 
@@ -125,6 +126,14 @@ impl SqliteStore {
         // Checkpoints run on their own thread; the writer only falls back to
         // one when the WAL has grown far (about 256 MiB of 4 KiB pages).
         conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
+        // Rollup increments the last run kept in memory and never wrote
+        // (it was killed): written before anyone reads.
+        let pending = rollup::replay(&conn)?;
+        if !pending.is_empty() {
+            let tx = conn.transaction()?;
+            pending.write(&tx)?;
+            tx.commit()?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let checkpoint_conn = open_connection(&path, &opts)?;
         let wal = data_dir.join(format!("{}-wal", schema::MAIN.name));

@@ -77,7 +77,7 @@ const MAIN_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (owner, ts_ms, uid)
     ) WITHOUT ROWID;
 
-    -- Rollups, maintained in the ingest transaction.
+    -- Rollups, maintained at ingest (see rollup.rs).
     CREATE TABLE host_hour_all (
         hour INTEGER NOT NULL, host TEXT NOT NULL, count INTEGER NOT NULL, last_ms INTEGER NOT NULL,
         PRIMARY KEY (hour, host)
@@ -117,6 +117,11 @@ const MAIN_MIGRATIONS: &[&str] = &[
         month INTEGER NOT NULL, host TEXT NOT NULL,
         PRIMARY KEY (month, host)
     ) WITHOUT ROWID;
+    "#,
+    // 2: rollups may trail the events by a moment (rollup.rs); everything
+    // stored so far is rolled up.
+    r#"
+    INSERT INTO meta SELECT 'rollup_hwm', value FROM meta WHERE key = 'event_hwm';
     "#,
 ];
 

@@ -8,16 +8,16 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::Instant;
 
-use apiary_model::time::{day_number, hour_number, month_number};
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
 use super::host_cache::HostCache;
+use super::rollup::{self, Increment, Rollups, FLUSH_INTERVAL, MAX_PENDING_KEYS};
 
 use crate::types::{AccountId, IngestOutcome, IpHistoryRow};
 use crate::{Result, StoreError};
@@ -49,14 +49,41 @@ pub(crate) enum Job {
     Task(Task),
 }
 
-/// Runs jobs until every sender is gone. After each commit, the hosts whose
-/// IP history it changed are dropped from `history_cache`.
+/// Runs jobs until every sender is gone. After each commit that wrote rollups, the hosts whose IP history changed are dropped
+/// from `history_cache`.
+///
+/// Rollups are written with the events while the writer keeps up. When more
+/// ingest arrived during a transaction (the writer is the bottleneck), they
+/// are kept merging in memory and written at most [`FLUSH_INTERVAL`] later
+/// (or at [`MAX_PENDING_KEYS`]), before any other write and at shutdown.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, history_cache: &HostCache<Vec<IpHistoryRow>>) {
     let mut nodes = NodeCache::default();
-    let mut deferred: Option<Task> = None;
-    while let Ok(first) = jobs.recv() {
+    let mut carried: Option<Job> = None;
+    // Increments not yet written (none at start: `SqliteStore::open`
+    // replays what a killed run left), and since when.
+    let mut pending = Rollups::default();
+    let mut pending_since: Option<Instant> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match pending_since {
+                None => match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                Some(since) => match jobs.recv_timeout(FLUSH_INTERVAL.saturating_sub(since.elapsed())) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        flush_rollups(&mut conn, &mut pending, &mut pending_since, history_cache);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            },
+        };
         let mut batch = match first {
             Job::Task(task) => {
+                flush_rollups(&mut conn, &mut pending, &mut pending_since, history_cache);
                 task(&mut conn);
                 continue;
             }
@@ -69,32 +96,86 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, history_cache: &Hos
                     total += job.len();
                     batch.push(job);
                 }
-                Ok(Job::Task(task)) => {
-                    deferred = Some(task);
+                Ok(task) => {
+                    carried = Some(task);
                     break;
                 }
                 Err(_) => break,
             }
         }
-        match ingest_batch(&mut conn, &mut nodes, &batch, history_cache) {
-            Ok(outcomes) => {
+        // Whether more work came in while this group was stored: the
+        // writer is behind, and rollups wait to be merged with the next.
+        let busy = |carried: &mut Option<Job>| {
+            if carried.is_none() {
+                *carried = jobs.try_recv().ok();
+            }
+            carried.is_some()
+        };
+        let since = *pending_since.get_or_insert_with(Instant::now);
+        let decide = |rollups: &Rollups| {
+            !busy(&mut carried) || since.elapsed() >= FLUSH_INTERVAL || rollups.keys() >= MAX_PENDING_KEYS
+        };
+        match ingest_batch(&mut conn, &mut nodes, &batch, &mut pending, decide) {
+            Ok((outcomes, flushed)) => {
+                if flushed {
+                    history_cache.invalidate(pending.hosts());
+                    pending.clear();
+                    pending_since = None;
+                }
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
                 // The transaction rolled back: nothing of this group is
-                // stored, and the node cache may name rolled-back rows.
+                // stored, the node cache may name rolled-back rows, and the
+                // increments in memory may include the group's. Rebuild
+                // them from what is stored.
                 nodes = NodeCache::default();
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
                 }
+                match rollup::replay(&conn) {
+                    Ok(replayed) => {
+                        pending_since = (!replayed.is_empty()).then(Instant::now);
+                        pending = replayed;
+                    }
+                    Err(e) => tracing::error!(error = %e, "rebuilding pending rollups failed"),
+                }
             }
         }
-        if let Some(task) = deferred.take() {
-            task(&mut conn);
+    }
+    flush_rollups(&mut conn, &mut pending, &mut pending_since, history_cache);
+}
+
+/// Writes the pending increments in a transaction of their own.
+fn flush_rollups(
+    conn: &mut Connection,
+    pending: &mut Rollups,
+    pending_since: &mut Option<Instant>,
+    history_cache: &HostCache<Vec<IpHistoryRow>>,
+) {
+    if pending.is_empty() {
+        *pending_since = None;
+        return;
+    }
+    let written = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(StoreError::from)
+        .and_then(|tx| {
+            pending.write(&tx)?;
+            Ok(tx.commit()?)
+        });
+    match written {
+        Ok(()) => {
+            history_cache.invalidate(pending.hosts());
+            pending.clear();
+            *pending_since = None;
         }
+        // Kept in memory (and derivable from the stored events): the next
+        // flush tries again.
+        Err(e) => tracing::error!(error = %e, "writing rollups failed; will retry"),
     }
 }
 
@@ -127,142 +208,6 @@ pub(crate) fn event_uid(owner: AccountId, node: &str, id: &str) -> i64 {
     i64::from_le_bytes(first)
 }
 
-/// Rollup increments of one transaction, merged per key before writing so
-/// that a host seen a thousand times in a batch costs one upsert, not a
-/// thousand.
-#[derive(Default)]
-struct Rollups<'a> {
-    host_hour_all: FxHashMap<(i64, IpAddr), (u64, i64)>,
-    host_hour: FxHashMap<(&'a str, i64, IpAddr, AccountId), (u64, i64)>,
-    service_hour: FxHashMap<(i64, &'a str, AccountId), u64>,
-    ip_day: FxHashMap<(i64, IpAddr, &'a str), (u64, u32)>,
-    day_owner: FxHashMap<(i64, AccountId), u64>,
-    month_events: FxHashMap<i64, u64>,
-    month_service: FxHashMap<(i64, &'a str), u64>,
-    month_host: FxHashMap<(i64, IpAddr), ()>,
-    /// The month of the last day seen: a calendar conversion per event would
-    /// cost the writer thread more than all the integer keys together.
-    month_of_day: Option<(i64, i64)>,
-}
-
-impl<'a> Rollups<'a> {
-    fn add(&mut self, owner: AccountId, e: &'a Event) {
-        let host = e.remote_host;
-        let hour = hour_number(e.ts_ms);
-        let day = day_number(e.ts_ms);
-        let month = match self.month_of_day {
-            Some((d, m)) if d == day => m,
-            _ => {
-                let m = month_number(e.ts_ms);
-                self.month_of_day = Some((day, m));
-                m
-            }
-        };
-        let bump = |v: &mut (u64, i64)| {
-            v.0 += 1;
-            v.1 = v.1.max(e.ts_ms);
-        };
-        bump(self.host_hour_all.entry((hour, host)).or_default());
-        bump(self.host_hour.entry((e.service.as_str(), hour, host, owner)).or_default());
-        *self.service_hour.entry((hour, e.service.as_str(), owner)).or_default() += 1;
-        let day_row = self.ip_day.entry((day, host, e.service.as_str())).or_default();
-        day_row.0 += 1;
-        if e.origin.asn != 0 {
-            day_row.1 = e.origin.asn;
-        }
-        *self.day_owner.entry((day, owner)).or_default() += 1;
-        *self.month_events.entry(month).or_default() += 1;
-        *self.month_service.entry((month, e.service.as_str())).or_default() += 1;
-        self.month_host.entry((month, host)).or_default();
-    }
-
-    fn write(&self, tx: &Transaction) -> Result<()> {
-        let mut st = tx.prepare_cached(
-            "INSERT INTO host_hour_all (hour, host, count, last_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
-        )?;
-        // Rows go in key order: each B-tree page is then visited once per
-        // transaction instead of once per row.
-        let mut rows: Vec<_> =
-            self.host_hour_all.iter().map(|((hour, host), v)| (*hour, host.to_string(), *v)).collect();
-        rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (hour, host, (count, last)) in rows {
-            st.execute(params![hour, host, count as i64, last])?;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO host_hour (service, hour, host, owner, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
-        )?;
-        let mut rows: Vec<_> = self
-            .host_hour
-            .iter()
-            .map(|((service, hour, host, owner), v)| (*service, *hour, host.to_string(), *owner, *v))
-            .collect();
-        rows.sort_unstable_by(|a, b| (a.0, a.1, &a.2, a.3).cmp(&(b.0, b.1, &b.2, b.3)));
-        for (service, hour, host, owner, (count, last)) in rows {
-            st.execute(params![service, hour, host, owner, count as i64, last])?;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO service_hour (hour, service, owner, count) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
-        )?;
-        for ((hour, service, owner), count) in &self.service_hour {
-            st.execute(params![hour, service, owner, *count as i64])?;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO ip_day (day, host, service, count, asn) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count,
-                asn = CASE WHEN excluded.asn != 0 THEN excluded.asn ELSE asn END",
-        )?;
-        let mut days = Vec::new();
-        let mut rows: Vec<_> = self
-            .ip_day
-            .iter()
-            .map(|((day, host, service), count)| (*day, host.to_string(), *service, *count))
-            .collect();
-        rows.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
-        for (day, host, service, (count, asn)) in rows {
-            st.execute(params![day, host, service, count as i64, asn])?;
-            if !days.contains(&day) {
-                days.push(day);
-            }
-        }
-        let mut st = tx.prepare_cached("INSERT OR IGNORE INTO days (day) VALUES (?1)")?;
-        for day in days {
-            st.execute([day])?;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO day_owner (day, owner, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
-        )?;
-        for ((day, owner), count) in &self.day_owner {
-            st.execute(params![day, owner, *count as i64])?;
-        }
-        let mut new_hosts: HashMap<i64, i64> = HashMap::new();
-        let mut st = tx.prepare_cached("INSERT OR IGNORE INTO month_host (month, host) VALUES (?1, ?2)")?;
-        let mut rows: Vec<_> = self.month_host.keys().map(|(month, host)| (*month, host.to_string())).collect();
-        rows.sort_unstable();
-        for (month, host) in rows {
-            *new_hosts.entry(month).or_default() += st.execute(params![month, host])? as i64;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO month_stats (month, events, hosts) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET events = events + excluded.events, hosts = hosts + excluded.hosts",
-        )?;
-        for (month, count) in &self.month_events {
-            st.execute(params![month, *count as i64, new_hosts.get(month).copied().unwrap_or(0)])?;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO month_service (month, service, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
-        )?;
-        for ((month, service), count) in &self.month_service {
-            st.execute(params![month, service, *count as i64])?;
-        }
-        Ok(())
-    }
-}
-
 fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &str, now_ms: i64) -> Result<i64> {
     if let Some(id) = cache.0.get(&(owner, node.to_owned())) {
         return Ok(*id);
@@ -278,18 +223,19 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 }
 
 /// Stores a group of jobs in one transaction and returns each job's
-/// outcome; after the commit, the hosts whose IP history changed are dropped
-/// from `history_cache`.
+/// outcome. The events' rollup increments join `pending`, which is written
+/// in the same transaction when `flush_now` says so (the second value
+/// returned).
 fn ingest_batch(
     conn: &mut Connection,
     nodes: &mut NodeCache,
     jobs: &[IngestJob],
-    history_cache: &HostCache<Vec<IpHistoryRow>>,
-) -> Result<Vec<IngestOutcome>> {
+    pending: &mut Rollups,
+    flush_now: impl FnOnce(&Rollups) -> bool,
+) -> Result<(Vec<IngestOutcome>, bool)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
-    let mut rollups = Rollups::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
     {
         let mut claim =
@@ -329,7 +275,13 @@ fn ingest_batch(
                 let fresh: Vec<&Event> =
                     block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
                 for e in &fresh {
-                    rollups.add(job.owner, e);
+                    pending.add(Increment {
+                        owner: job.owner,
+                        ts_ms: e.ts_ms,
+                        host: e.remote_host,
+                        service: &e.service,
+                        asn: e.origin.asn,
+                    });
                 }
                 outcome.accepted += fresh.len() as u64;
                 outcome.duplicates += (block.events.len() - fresh.len()) as u64;
@@ -356,10 +308,13 @@ fn ingest_batch(
         }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
-    rollups.write(&tx)?;
+    pending.through_id = next_id - 1;
+    let flush = flush_now(pending);
+    if flush {
+        pending.write(&tx)?;
+    }
     tx.commit()?;
-    history_cache.invalidate(rollups.ip_day.keys().map(|(_, host, _)| *host));
-    Ok(outcomes)
+    Ok((outcomes, flush))
 }
 
 /// Deletes up to `limit` blocks of raw events of days before `before_day`,
