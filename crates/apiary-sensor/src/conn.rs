@@ -1,7 +1,8 @@
 //! A TCP connection as services see it: reads and writes that record RX/TX
 //! events and enforce the per-connection limits (bytes read, idle time, a
-//! client that will not read what we send). The overall duration limit is a
-//! timeout around the whole handler, in `server`.
+//! client that will not read what we send). Idle time is watched through the
+//! connection's [`Slot`] (see [`crate::deadline`]), which also carries the
+//! overall duration limit enforced around the whole handler, in `server`.
 //!
 //! The stream is boxed so that a service can switch it to TLS mid-way
 //! ([`Conn::start_tls`], for HTTPS) and keep speaking through the same
@@ -10,16 +11,53 @@
 //! bytes are pumped between the socket and the library through an in-memory
 //! pipe, recorded and limited on the way.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::io;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::deadline::Slot;
 use crate::facts::Fact;
 use crate::record::Session;
 
 /// Size of one read: also the largest RX event a read produces.
 const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    /// Where [`Conn::fill`] reads land before being appended to `pending`.
+    /// One per thread rather than one per connection: a read that has to
+    /// wait holds no buffer (10,000 idle connections would otherwise hold
+    /// 40 MB), and no connection allocates 4 KiB (for glibc a "large"
+    /// chunk, whose allocation and release took the slow paths).
+    static READ_SCRATCH: RefCell<[u8; READ_CHUNK]> = const { RefCell::new([0; READ_CHUNK]) };
+}
+
+/// Runs `io` (a read or write) under the connection's idle limit: if it has
+/// to wait, the slot learns when the wait started, and the sweep ends the
+/// connection if it lasts too long. A read or write that completes at once
+/// (most of them, at a busy sensor) costs nothing here.
+async fn idle_bounded<T>(slot: &Slot, io: impl Future<Output = T>) -> T {
+    let mut io = pin!(io);
+    let mut waiting = false;
+    let out = std::future::poll_fn(|cx| {
+        let p = io.as_mut().poll(cx);
+        if p.is_pending() && !waiting {
+            waiting = true;
+            slot.start_waiting();
+        }
+        p
+    })
+    .await;
+    if waiting {
+        slot.done_waiting();
+    }
+    out
+}
 
 /// Why a connection was closed by the sensor rather than by the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +89,8 @@ pub struct Conn {
     read_total: usize,
     /// Received but not yet consumed by the service.
     pending: Vec<u8>,
-    /// Where reads land (allocated at the first read).
-    read_buf: Vec<u8>,
+    /// The connection's limits as the listener's sweep sees them.
+    slot: Arc<Slot>,
     eof: bool,
     /// Still plain TCP (no TLS started).
     plain: bool,
@@ -65,7 +103,13 @@ fn limit_err(l: Limit) -> io::Error {
 }
 
 impl Conn {
-    pub fn new(stream: impl Stream + 'static, session: Session, idle: Duration, max_bytes: usize) -> Self {
+    pub fn new(
+        stream: impl Stream + 'static,
+        session: Session,
+        idle: Duration,
+        max_bytes: usize,
+        slot: Arc<Slot>,
+    ) -> Self {
         Conn {
             stream: Box::new(stream),
             session,
@@ -73,7 +117,7 @@ impl Conn {
             max_bytes,
             read_total: 0,
             pending: Vec::new(),
-            read_buf: Vec::new(),
+            slot,
             eof: false,
             plain: true,
             limit: None,
@@ -94,37 +138,36 @@ impl Conn {
             return Err(self.hit(Limit::Bytes));
         }
         let want = READ_CHUNK.min(self.max_bytes - self.read_total);
-        // Read into a buffer owned by the connection rather than one on the
-        // stack: a 4 KiB array held across the await would make every
-        // connection's task that much bigger, and tasks are copied as they
-        // are spawned. The read fills the buffer's spare capacity, which is
-        // exactly `want` bytes (`Vec::with_capacity` gives exactly what is
-        // asked), so nothing is zeroed first and no read passes the limit.
-        let mut buf = std::mem::take(&mut self.read_buf);
-        buf.clear();
-        if buf.capacity() != want {
-            buf = Vec::with_capacity(want);
-        }
-        let read = tokio::time::timeout(self.idle, self.stream.read_buf(&mut buf)).await;
-        let n = match read {
-            Ok(r) => r,
-            Err(_) => Err(self.hit(Limit::Idle)),
-        };
-        let result = match n {
-            Ok(0) => {
+        // Each poll reads into the thread's scratch buffer and appends what
+        // came to `pending` before returning: a read that is not ready
+        // consumed nothing (`poll_read`'s contract), so a later poll, maybe
+        // on another thread, may use another buffer.
+        let start = self.pending.len();
+        let (stream, pending) = (&mut self.stream, &mut self.pending);
+        let read = std::future::poll_fn(|cx| {
+            READ_SCRATCH.with_borrow_mut(|buf| {
+                let mut rb = ReadBuf::new(&mut buf[..want]);
+                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        pending.extend_from_slice(rb.filled());
+                        Poll::Ready(Ok(rb.filled().len()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        });
+        match idle_bounded(&self.slot, read).await? {
+            0 => {
                 self.eof = true;
                 Ok(false)
             }
-            Ok(n) => {
+            n => {
                 self.read_total += n;
-                self.session.rx(&buf[..n]).await;
-                self.pending.extend_from_slice(&buf[..n]);
+                self.session.rx(&self.pending[start..]).await;
                 Ok(true)
             }
-            Err(e) => Err(e),
-        };
-        self.read_buf = buf;
-        result
+        }
     }
 
     /// Whatever has arrived (at least one byte), or `None` at EOF.
@@ -184,10 +227,7 @@ impl Conn {
         if data.is_empty() {
             return Ok(());
         }
-        match tokio::time::timeout(self.idle, self.stream.write_all(data)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(self.hit(Limit::Idle)),
-        }
+        idle_bounded(&self.slot, self.stream.write_all(data)).await?;
         self.session.tx(data).await;
         Ok(())
     }
@@ -293,6 +333,8 @@ impl Conn {
         if self.plain && self.eof {
             return;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+        // Boxed: the timeout's timer is large and this path is the rare one;
+        // inline, it would enlarge every connection's task.
+        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown())).await;
     }
 }

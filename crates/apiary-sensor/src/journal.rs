@@ -49,6 +49,12 @@ pub struct Journal {
     room: Notify,
 }
 
+/// Whether `line` may be appended now. A line longer than the whole
+/// capacity still goes, alone.
+fn has_room(st: &State, line: &[u8]) -> bool {
+    st.buf.is_empty() || st.buf.len() + line.len() < CAPACITY
+}
+
 /// What [`Journal::take`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take {
@@ -69,7 +75,45 @@ impl Journal {
 
     /// Appends `line` (a newline is added), waiting while the buffer is full.
     /// After [`close`](Self::close) lines are dropped: the sensor is stopping.
+    ///
+    /// The usual case, room in the buffer, is decided without an `await`;
+    /// only waiting for room is a future of its own, boxed. Every event of
+    /// every connection goes through here, so this future is part of every
+    /// connection task's state: unboxed, the waiting machinery (a `Notified`
+    /// and its pinning) made each task about 200 bytes larger, enough to push
+    /// a connection's task allocation out of the allocator's fast size class.
     pub async fn push(&self, line: &[u8]) {
+        if !self.try_push(line) {
+            Box::pin(self.push_waiting(line)).await;
+        }
+    }
+
+    /// Appends `line` if there is room (or the journal is closed, in which
+    /// case it is dropped); false if the caller must wait for room.
+    fn try_push(&self, line: &[u8]) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return true;
+        }
+        if !has_room(&st, line) {
+            return false;
+        }
+        self.append(&mut st, line);
+        true
+    }
+
+    fn append(&self, st: &mut State, line: &[u8]) {
+        st.buf.reserve(line.len() + 1);
+        st.buf.extend_from_slice(line);
+        st.buf.push(b'\n');
+        st.lines += 1;
+        if st.writer_asleep {
+            st.writer_asleep = false;
+            self.wake.notify_one();
+        }
+    }
+
+    async fn push_waiting(&self, line: &[u8]) {
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
@@ -78,16 +122,8 @@ impl Journal {
                 if st.closed {
                     return;
                 }
-                // A line longer than the whole capacity still goes, alone.
-                if st.buf.is_empty() || st.buf.len() + line.len() < CAPACITY {
-                    st.buf.reserve(line.len() + 1);
-                    st.buf.extend_from_slice(line);
-                    st.buf.push(b'\n');
-                    st.lines += 1;
-                    if st.writer_asleep {
-                        st.writer_asleep = false;
-                        self.wake.notify_one();
-                    }
+                if has_room(&st, line) {
+                    self.append(&mut st, line);
                     return;
                 }
                 // Registered under the lock: the writer empties the buffer

@@ -27,6 +27,7 @@
 
 mod config;
 mod conn;
+mod deadline;
 pub mod facts;
 mod journal;
 mod limits;

@@ -8,18 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::config::{LimitsConfig, Listener};
 use crate::conn::Conn;
+use crate::deadline::{Deadlines, Entry, Expired, StopOnDrop, SWEEP_EVERY};
 use crate::facts::Fact;
 use crate::limits::RateLimiter;
 use crate::record::Recorder;
 use crate::services::{self, Prepared, ServiceKind};
-
-/// How often an accept loop reaps its finished connection tasks when no new
-/// connection has come to do it.
-const REAP_EVERY: Duration = Duration::from_secs(1);
 
 /// A bound socket, before privileges are dropped and serving starts.
 pub enum Bound {
@@ -95,25 +91,28 @@ pub struct Shared {
     pub rate: Arc<RateLimiter>,
 }
 
-/// Accepts until cancelled. Connection tasks live in a JoinSet owned by this
-/// future, so cancelling the listener ends its connections too. Finished
-/// tasks are reaped after each accept and once a second, rather than by
-/// waking this loop as each one ends: under load that saves a wake-up of the
-/// accept task per connection, and a finished task waits at most a second
-/// to give back its memory.
+/// Accepts until cancelled. Each connection is a task of its own with a
+/// slot in this listener's [`Deadlines`], which this loop sweeps every
+/// [`SWEEP_EVERY`] to end the connections past their idle or duration limit;
+/// cancelling the listener (dropping this future) ends its connections too.
+/// No `JoinSet`: it cost locks per connection (insert, completion, reaping)
+/// only to be able to cancel, which the slots do as well.
 pub(crate) async fn serve_tcp(kind: ServiceKind, bound: TcpBound, cfg: Arc<Prepared>, shared: Shared) {
     let TcpBound { socket: listener, nodelay_inherited } = bound;
-    let mut tasks = JoinSet::new();
-    let mut reap = tokio::time::interval(REAP_EVERY);
-    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadlines = Deadlines::new();
+    let _stop = StopOnDrop(deadlines.clone());
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The address connections arrive on, unless the listener is bound to a
     // wildcard (then each connection's own is asked for).
     let fixed_local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+    let socket = SocketInfo { fixed_local, nodelay_inherited };
+    let (max_duration, idle) = (shared.limits.max_duration(), shared.limits.idle());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = reap.tick() => {
-                while tasks.try_join_next().is_some() {}
+            _ = sweep.tick() => {
+                deadlines.sweep();
                 continue;
             }
         };
@@ -126,7 +125,6 @@ pub(crate) async fn serve_tcp(kind: ServiceKind, bound: TcpBound, cfg: Arc<Prepa
                 continue;
             }
         };
-        while tasks.try_join_next().is_some() {}
         let stats = shared.recorder.stats();
         if !shared.rate.allow(peer.ip()) {
             stats.refused_rate.fetch_add(1, Ordering::Relaxed);
@@ -137,38 +135,57 @@ pub(crate) async fn serve_tcp(kind: ServiceKind, bound: TcpBound, cfg: Arc<Prepa
             continue;
         };
         stats.connections.fetch_add(1, Ordering::Relaxed);
+        let entry = deadlines.register(max_duration, idle);
         let (cfg, shared) = (cfg.clone(), shared.clone());
-        tasks.spawn(async move {
-            handle_conn(kind, stream, peer, fixed_local, nodelay_inherited, &cfg, &shared).await;
+        tokio::spawn(async move {
+            handle_conn(kind, stream, peer, socket, entry, &cfg, &shared).await;
             drop(permit);
         });
     }
+}
+
+/// What a listener knows about the sockets it accepts.
+#[derive(Clone, Copy)]
+struct SocketInfo {
+    /// The local address, unless the listener is bound to a wildcard.
+    fixed_local: Option<SocketAddr>,
+    /// `TCP_NODELAY` is already set (copied from the listening socket).
+    nodelay_inherited: bool,
 }
 
 async fn handle_conn(
     kind: ServiceKind,
     stream: TcpStream,
     peer: SocketAddr,
-    fixed_local: Option<SocketAddr>,
-    nodelay_inherited: bool,
+    socket: SocketInfo,
+    entry: Entry,
     cfg: &Prepared,
     shared: &Shared,
 ) {
-    if !nodelay_inherited {
+    if !socket.nodelay_inherited {
         let _ = stream.set_nodelay(true);
     }
-    let local = match fixed_local.map_or_else(|| stream.local_addr(), Ok) {
+    let local = match socket.fixed_local.map_or_else(|| stream.local_addr(), Ok) {
         Ok(a) => a,
         Err(_) => return,
     };
     let session = shared.recorder.session(kind.name(), apiary_model::Protocol::Tcp, local, peer);
-    session.connect().await;
     let limits = &shared.limits;
-    let mut conn = Conn::new(stream, session, limits.idle(), limits.max_bytes_per_connection);
-    let result = tokio::time::timeout(limits.max_duration(), services::handle_tcp(kind, &mut conn, cfg)).await;
-    let limit = match result {
-        Err(_) => Some("max_duration"),
-        Ok(_) => conn.limit.map(|l| l.as_str()),
+    let slot = entry.slot().clone();
+    let mut conn = Conn::new(stream, session, limits.idle(), limits.max_bytes_per_connection, slot.clone());
+    conn.session.connect().await;
+    let expired = tokio::select! {
+        biased;
+        _ = services::handle_tcp(kind, &mut conn, cfg) => None,
+        why = slot.expired() => Some(why),
+    };
+    let limit = match expired {
+        // The sensor is stopping: end without another event, as an
+        // aborted task would.
+        Some(Expired::Stopped) => return,
+        Some(Expired::Duration) => Some("max_duration"),
+        Some(Expired::Idle) => Some(crate::conn::Limit::Idle.as_str()),
+        None => conn.limit.map(|l| l.as_str()),
     };
     if let Some(limit) = limit {
         shared.recorder.stats().limits_hit.fetch_add(1, Ordering::Relaxed);

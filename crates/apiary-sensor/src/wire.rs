@@ -13,7 +13,7 @@
 //! The output is byte for byte what `serde_json::to_string(&event.to_wire())`
 //! gives; the tests below hold the two together.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 
 use apiary_model::{canonical_ip, EventKind, Protocol};
@@ -211,13 +211,35 @@ fn push_time(out: &mut Vec<u8>, ts_ms: i64) {
     out.push(b'"');
 }
 
-/// A random (v4) UUID in its hyphenated lowercase form, from the thread's
-/// CSPRNG rather than a `getrandom` system call per id: ids only need to be
-/// unique (they are the server's idempotency keys), and a connection makes
-/// five of them or more. On the stack: an event's id is copied into its
-/// line and needs no allocation of its own.
+thread_local! {
+    /// This thread's id sequence: a random 128-bit start (from the thread's
+    /// CSPRNG, drawn at the first id) and the count of ids made since.
+    static IDS: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// A v4 UUID in its hyphenated lowercase form. Ids only need to be unique
+/// (they are the server's idempotency keys, and a sensor key is needed to
+/// send any), not unpredictable: each thread draws one random 128-bit start
+/// from its CSPRNG and then counts up from it in the low 64 bits, so an id
+/// costs an addition rather than a CSPRNG draw (five or more per
+/// connection). Two threads' (or sensors') sequences meet only if their
+/// random upper 58 bits are equal. On the stack: an event's id is copied
+/// into its line and needs no allocation of its own.
 pub fn uuid_text() -> [u8; uuid::fmt::Hyphenated::LENGTH] {
-    let bytes: [u8; 16] = rand::rng().random();
+    let (hi, lo) = IDS.with(|ids| {
+        let (hi, lo) = ids.get().unwrap_or_else(|| {
+            let r: [u64; 2] = rand::rng().random();
+            (r[0], r[1])
+        });
+        // The top two bits of `lo` become the variant bits below, so the
+        // low 62 bits are what counts: they repeat after 2^62 ids.
+        let next = (hi, lo.wrapping_add(1));
+        ids.set(Some(next));
+        next
+    });
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     id.hyphenated().encode_lower(&mut buf);

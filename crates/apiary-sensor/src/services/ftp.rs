@@ -15,7 +15,12 @@ const MAX_COMMANDS: usize = 500;
 
 pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
     let banner = cfg.banner.as_deref().unwrap_or("(vsFTPd 3.0.3)");
-    conn.write(format!("220 {banner}\r\n").as_bytes()).await?;
+    // Every answer is built in this one buffer (no `format!` per line).
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"220 ");
+    out.extend_from_slice(banner.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    conn.write(&out).await?;
     let mut user: Option<Vec<u8>> = None;
     let mut logged_in = false;
     for _ in 0..MAX_COMMANDS {
@@ -24,54 +29,67 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
             Some(i) => (&line[..i], &line[i + 1..]),
             None => (&line[..], &[][..]),
         };
-        let verb = String::from_utf8_lossy(verb).to_ascii_uppercase();
-        let reply: String = match verb.as_str() {
-            "USER" => {
-                user = Some(arg.to_vec());
-                "331 Please specify the password.".into()
+        // Upper-cased on the stack; no verb is longer than four letters, so
+        // a longer one is unknown whatever its case.
+        let mut upper = [0u8; 8];
+        let verb = match upper.get_mut(..verb.len()) {
+            Some(v) => {
+                v.copy_from_slice(verb);
+                v.make_ascii_uppercase();
+                &*v
             }
-            "PASS" => match user.take() {
+            None => &b"?"[..],
+        };
+        let reply: &str = match verb {
+            b"USER" => {
+                user = Some(arg.to_vec());
+                "331 Please specify the password."
+            }
+            b"PASS" => match user.take() {
                 Some(u) => {
                     conn.info(Fact::login(&u, arg).with("method", "password")).await;
                     let (us, ps) = (String::from_utf8_lossy(&u), String::from_utf8_lossy(arg));
                     if cfg.accepts(&us, &ps) {
                         logged_in = true;
-                        "230 Login successful.".into()
+                        "230 Login successful."
                     } else {
-                        "530 Login incorrect.".into()
+                        "530 Login incorrect."
                     }
                 }
-                None => "503 Login with USER first.".into(),
+                None => "503 Login with USER first.",
             },
-            "QUIT" => {
+            b"QUIT" => {
                 conn.write(b"221 Goodbye.\r\n").await?;
                 return Ok(());
             }
-            "AUTH" => "530 Please login with USER and PASS.".into(),
-            "FEAT" => "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n211 End".into(),
-            "SYST" => "215 UNIX Type: L8".into(),
-            "NOOP" => "200 NOOP ok.".into(),
-            "OPTS" => "200 Always in UTF8 mode.".into(),
-            "HELP" => "214 Help OK.".into(),
-            _ if !logged_in => "530 Please login with USER and PASS.".into(),
-            "PWD" | "XPWD" => "257 \"/\" is the current directory".into(),
-            "CWD" | "XCWD" | "CDUP" => "250 Directory successfully changed.".into(),
-            "TYPE" => "200 Switching to Binary mode.".into(),
-            "MODE" | "STRU" => "200 Mode set.".into(),
-            "SIZE" | "MDTM" => "550 Could not get file size.".into(),
+            b"AUTH" => "530 Please login with USER and PASS.",
+            b"FEAT" => "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n211 End",
+            b"SYST" => "215 UNIX Type: L8",
+            b"NOOP" => "200 NOOP ok.",
+            b"OPTS" => "200 Always in UTF8 mode.",
+            b"HELP" => "214 Help OK.",
+            _ if !logged_in => "530 Please login with USER and PASS.",
+            b"PWD" | b"XPWD" => "257 \"/\" is the current directory",
+            b"CWD" | b"XCWD" | b"CDUP" => "250 Directory successfully changed.",
+            b"TYPE" => "200 Switching to Binary mode.",
+            b"MODE" | b"STRU" => "200 Mode set.",
+            b"SIZE" | b"MDTM" => "550 Could not get file size.",
             // No data connection is ever offered.
-            "PASV" | "EPSV" | "PORT" | "EPRT" => "500 Illegal PORT command.".into(),
-            "LIST" | "NLST" | "MLSD" | "RETR" | "STOR" | "STOU" | "APPE" => {
+            b"PASV" | b"EPSV" | b"PORT" | b"EPRT" => "500 Illegal PORT command.",
+            b"LIST" | b"NLST" | b"MLSD" | b"RETR" | b"STOR" | b"STOU" | b"APPE" => {
                 conn.info(Fact::command(&line)).await;
-                "425 Use PORT or PASV first.".into()
+                "425 Use PORT or PASV first."
             }
-            "DELE" | "RMD" | "MKD" | "RNFR" | "RNTO" | "SITE" => {
+            b"DELE" | b"RMD" | b"MKD" | b"RNFR" | b"RNTO" | b"SITE" => {
                 conn.info(Fact::command(&line)).await;
-                "550 Permission denied.".into()
+                "550 Permission denied."
             }
-            _ => "500 Unknown command.".into(),
+            _ => "500 Unknown command.",
         };
-        conn.write(format!("{reply}\r\n").as_bytes()).await?;
+        out.clear();
+        out.extend_from_slice(reply.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        conn.write(&out).await?;
     }
     Ok(())
 }

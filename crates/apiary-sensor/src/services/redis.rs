@@ -6,6 +6,7 @@
 //! acknowledged and never acted on: the sensor connects nowhere.
 //! Options: `version`, `hostname`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 
@@ -55,6 +56,11 @@ fn bulk(b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A fixed answer, borrowed rather than copied into a new `Vec`.
+fn lit(answer: &'static [u8]) -> Cow<'static, [u8]> {
+    Cow::Borrowed(answer)
+}
+
 fn array(items: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", items.len()).into_bytes();
     for i in items {
@@ -102,21 +108,21 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
         let cmd = String::from_utf8_lossy(name).to_ascii_uppercase();
         let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
         conn.info(Fact::command(joined(&args))).await;
-        let reply: Vec<u8> = match cmd.as_str() {
+        let reply: Cow<'static, [u8]> = match cmd.as_str() {
             "PING" => {
                 if args.len() > 1 {
-                    bulk(&args[1])
+                    bulk(&args[1]).into()
                 } else {
-                    b"+PONG\r\n".to_vec()
+                    lit(b"+PONG\r\n")
                 }
             }
-            "ECHO" => bulk(args.get(1).map_or(&[][..], |a| a)),
+            "ECHO" => bulk(args.get(1).map_or(&[][..], |a| a)).into(),
             "AUTH" => {
                 let (user, pass) = if args.len() > 2 { (arg(1), arg(2)) } else { ("default".into(), arg(1)) };
                 conn.info(Fact::login(&user, &pass).with("method", "auth")).await;
-                b"+OK\r\n".to_vec()
+                lit(b"+OK\r\n")
             }
-            "INFO" => bulk(info(version, cfg.hostname(), store.len()).as_bytes()),
+            "INFO" => bulk(info(version, cfg.hostname(), store.len()).as_bytes()).into(),
             "CONFIG" => match arg(1).to_ascii_uppercase().as_str() {
                 "GET" => {
                     let pat = arg(2);
@@ -128,16 +134,14 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
                         items.push(k.as_bytes());
                         items.push(v.as_bytes());
                     }
-                    array(&items)
+                    array(&items).into()
                 }
                 "SET" if config.as_ref().is_none_or(|c| c.len() < MAX_KEYS) => {
                     config.get_or_insert_with(default_config).insert(arg(2).to_ascii_lowercase(), arg(3));
-                    b"+OK\r\n".to_vec()
+                    lit(b"+OK\r\n")
                 }
-                "SET" | "RESETSTAT" | "REWRITE" => b"+OK\r\n".to_vec(),
-                _ => {
-                    b"-ERR Unknown subcommand or wrong number of arguments for 'CONFIG'. Try CONFIG HELP.\r\n".to_vec()
-                }
+                "SET" | "RESETSTAT" | "REWRITE" => lit(b"+OK\r\n"),
+                _ => lit(b"-ERR Unknown subcommand or wrong number of arguments for 'CONFIG'. Try CONFIG HELP.\r\n"),
             },
             "SET" | "SETEX" | "SETNX" | "HSET" | "LPUSH" | "RPUSH" | "SADD" => {
                 if store.len() < MAX_KEYS || store.contains_key(args.get(1).map_or(&[][..], |a| a)) {
@@ -145,15 +149,15 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
                     store.insert(args.get(1).cloned().unwrap_or_default(), value);
                 }
                 if cmd == "SET" || cmd == "SETEX" {
-                    b"+OK\r\n".to_vec()
+                    lit(b"+OK\r\n")
                 } else {
-                    b":1\r\n".to_vec()
+                    lit(b":1\r\n")
                 }
             }
-            "GET" if args.len() != 2 => b"-ERR wrong number of arguments for 'get' command\r\n".to_vec(),
+            "GET" if args.len() != 2 => lit(b"-ERR wrong number of arguments for 'get' command\r\n"),
             "GET" => match args.get(1).and_then(|k| store.get(k)) {
-                Some(v) => bulk(v),
-                None => b"$-1\r\n".to_vec(),
+                Some(v) => bulk(v).into(),
+                None => lit(b"$-1\r\n"),
             },
             "DEL" | "UNLINK" | "EXISTS" => {
                 let n = args.iter().skip(1).filter(|k| store.contains_key(*k)).count();
@@ -162,27 +166,25 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
                         store.remove(k);
                     }
                 }
-                format!(":{n}\r\n").into_bytes()
+                format!(":{n}\r\n").into_bytes().into()
             }
             "KEYS" => {
                 let keys: Vec<&[u8]> = store.keys().map(|k| k.as_slice()).collect();
-                array(&keys)
+                array(&keys).into()
             }
-            "DBSIZE" => format!(":{}\r\n", store.len()).into_bytes(),
+            "DBSIZE" => format!(":{}\r\n", store.len()).into_bytes().into(),
             "FLUSHALL" | "FLUSHDB" => {
                 store.clear();
-                b"+OK\r\n".to_vec()
+                lit(b"+OK\r\n")
             }
-            "SELECT" | "SAVE" | "SLAVEOF" | "REPLICAOF" | "CLIENT" | "READONLY" | "RESET" => b"+OK\r\n".to_vec(),
-            "BGSAVE" => b"+Background saving started\r\n".to_vec(),
-            "TYPE" => b"+string\r\n".to_vec(),
-            "TTL" => b":-1\r\n".to_vec(),
-            "COMMAND" => b"*0\r\n".to_vec(),
-            "HELLO" => b"-NOPROTO unsupported protocol version\r\n".to_vec(),
-            "MODULE" => b"-ERR Error loading the extension. Please check the server logs.\r\n".to_vec(),
-            "EVAL" | "EVALSHA" | "SCRIPT" | "FUNCTION" => {
-                b"-NOSCRIPT No matching script. Please use EVAL.\r\n".to_vec()
-            }
+            "SELECT" | "SAVE" | "SLAVEOF" | "REPLICAOF" | "CLIENT" | "READONLY" | "RESET" => lit(b"+OK\r\n"),
+            "BGSAVE" => lit(b"+Background saving started\r\n"),
+            "TYPE" => lit(b"+string\r\n"),
+            "TTL" => lit(b":-1\r\n"),
+            "COMMAND" => lit(b"*0\r\n"),
+            "HELLO" => lit(b"-NOPROTO unsupported protocol version\r\n"),
+            "MODULE" => lit(b"-ERR Error loading the extension. Please check the server logs.\r\n"),
+            "EVAL" | "EVALSHA" | "SCRIPT" | "FUNCTION" => lit(b"-NOSCRIPT No matching script. Please use EVAL.\r\n"),
             "QUIT" => {
                 out.extend_from_slice(b"+OK\r\n");
                 return conn.write(&out).await;
@@ -191,7 +193,8 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
                 "-ERR unknown command `{}`, with args beginning with: \r\n",
                 cmd.chars().filter(|c| c.is_ascii_graphic()).take(64).collect::<String>()
             )
-            .into_bytes(),
+            .into_bytes()
+            .into(),
         };
         out.extend_from_slice(&reply);
     }

@@ -110,7 +110,7 @@ impl Telnet<'_> {
 }
 
 pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
-    let host = cfg.hostname().to_owned();
+    let host = cfg.hostname();
     // DO ECHO, DO NAWS, DO LFLOW, WILL ECHO, WILL SGA: BusyBox telnetd's
     // opening, byte for byte, so fingerprinting tools take us for one.
     // Sent together with the first prompt: one segment (and one TX event)
@@ -127,7 +127,8 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
     // the connection's limits bound how long that can go on.
     while tries < MAX_TRIES {
         let mut prompt = std::mem::take(&mut opening);
-        prompt.extend_from_slice(format!("{host} login: ").as_bytes());
+        prompt.extend_from_slice(host.as_bytes());
+        prompt.extend_from_slice(b" login: ");
         t.conn.write(&prompt).await?;
         let Some(u) = t.line().await? else { return Ok(()) };
         if u.is_empty() {
@@ -166,7 +167,7 @@ pub async fn handle(conn: &mut Conn, cfg: &ServiceConfig) -> io::Result<()> {
         t.conn.info(Fact::command(&text)).await;
         let mut out = String::new();
         for cmd in text.split([';', '\n']).flat_map(|c| c.split("&&")).flat_map(|c| c.split("||")) {
-            match respond(cmd.trim(), &user, &host) {
+            match respond(cmd.trim(), &user, host) {
                 Reply::Exit => {
                     t.conn.write(out.as_bytes()).await?;
                     return Ok(());
