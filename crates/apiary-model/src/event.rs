@@ -161,6 +161,28 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
 }
 
+/// Whether `hash` (hex, any case) is the MD5 of `hex_text` as sent or of its
+/// lowercase spelling. Checked for every ingested event, so without a
+/// `String` per event, and without hashing nothing for every CONNECT.
+fn data_hash_matches(hash: &str, hex_text: &str) -> bool {
+    let mut sent = [0u8; 16];
+    if hex::decode_to_slice(hash, &mut sent).is_err() {
+        return false;
+    }
+    if hex_text.is_empty() {
+        return sent == EMPTY_MD5;
+    }
+    if <[u8; 16]>::from(Md5::digest(hex_text.as_bytes())) == sent {
+        return true;
+    }
+    hex_text.bytes().any(|b| b.is_ascii_uppercase())
+        && <[u8; 16]>::from(Md5::digest(hex_text.to_ascii_lowercase().as_bytes())) == sent
+}
+
+/// The MD5 of no bytes.
+const EMPTY_MD5: [u8; 16] =
+    [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
+
 /// A JSON value that HoneyDB sends as a string in some places and producers
 /// send as a number in others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -436,10 +458,7 @@ impl WireRef<'_> {
             }
         }
         if let Some(hash) = &self.data_hash {
-            let sent = md5_hex(hex_text.as_bytes());
-            if !hash.eq_ignore_ascii_case(&sent)
-                && !hash.eq_ignore_ascii_case(&md5_hex(hex_text.to_ascii_lowercase().as_bytes()))
-            {
+            if !data_hash_matches(hash, hex_text) {
                 return Err(invalid("data_hash", "is not the MD5 of the hex data"));
             }
         }
@@ -539,6 +558,23 @@ fn parse_port(field: &'static str, v: Option<&FlexRef<'_>>) -> Result<u16, Event
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_hashes_are_checked_in_either_case() {
+        assert_eq!(md5_hex(b""), hex::encode(EMPTY_MD5));
+        let hex_text = "4142";
+        let hash = md5_hex(hex_text.as_bytes());
+        assert!(data_hash_matches(&hash, hex_text));
+        assert!(data_hash_matches(&hash.to_ascii_uppercase(), hex_text));
+        let upper = "4A4B";
+        assert!(data_hash_matches(&md5_hex(upper.as_bytes()), upper), "the hash of the text as sent");
+        assert!(data_hash_matches(&md5_hex(b"4a4b"), upper), "or of its lowercase spelling");
+        assert!(data_hash_matches(&md5_hex(b""), ""));
+        for bad in ["", "00", "zz".repeat(16).as_str(), &md5_hex(b"4143")] {
+            assert!(!data_hash_matches(bad, hex_text), "{bad}");
+        }
+        assert!(!data_hash_matches(&md5_hex(b"41"), ""));
+    }
 
     pub(crate) fn sample() -> WireEvent {
         serde_json::from_str(
