@@ -128,11 +128,12 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
         // Rollup increments the last run kept in memory and never wrote
         // (it was killed): written before anyone reads.
-        let pending = rollup::replay(&conn)?;
+        let mut pending = rollup::replay(&conn)?;
         if !pending.is_empty() {
-            let tx = conn.transaction()?;
-            pending.write(&tx)?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let hwm = pending.write(&tx)?;
             tx.commit()?;
+            pending.clear(hwm);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let checkpoint_conn = open_connection(&path, &opts)?;
@@ -147,7 +148,7 @@ impl SqliteStore {
         let cache = history_cache.clone();
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, &cache))
+            .spawn(move || writer::run(conn, rx, pending, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;

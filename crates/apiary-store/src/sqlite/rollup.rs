@@ -1,15 +1,16 @@
 //! Rollup increments, merged in memory per key before they are written.
 //!
 //! Every stored event bumps eight rollups (bad hosts per hour, services, IP
-//! history per day, sensor-data counts, month stats). Writing them was half
-//! of the writer thread's work per event, and most of it repeats: the same
-//! host, hour and service come back many times a second. So increments are
-//! merged here, and under load the writer keeps merging across several
-//! commits and writes them at most [`FLUSH_INTERVAL`] later (see
+//! history per day, sensor-data counts, month stats); a session's events
+//! share their keys, so they are merged here first. Writing them was half of
+//! the writer thread's work per event, much of it rewriting the same rollup
+//! pages to the WAL at every commit. So under load the writer keeps merging
+//! across commits and writes them at most [`FLUSH_INTERVAL`] later (see
 //! `writer.rs`). Raw events stay durable at once; what is pending here is
 //! always derivable from them: `meta.rollup_hwm` names the last event whose
 //! increments are written, and [`replay`] rebuilds the rest from the stored
-//! blocks after a crash.
+//! blocks, at open after a crash, or when another process wrote to the same
+//! database meanwhile (see [`Rollups::write`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -49,8 +50,11 @@ pub(crate) struct Rollups {
     /// The month of the last day seen: a calendar conversion per event would
     /// cost more than all the integer keys together.
     month_of_day: Option<(i64, i64)>,
-    /// The highest event id whose increments are in here.
-    pub through_id: i64,
+    /// The `meta.rollup_hwm` these increments build on: every event up to
+    /// it was rolled up when they started.
+    base_hwm: i64,
+    /// Events whose increments are in here (all of them past `base_hwm`).
+    events: i64,
 }
 
 /// What one event contributes to the rollups.
@@ -63,8 +67,13 @@ pub(crate) struct Increment<'a> {
 }
 
 impl Rollups {
+    /// No increments, building on `meta.rollup_hwm` = `hwm`.
+    pub fn at(hwm: i64) -> Rollups {
+        Rollups { base_hwm: hwm, ..Rollups::default() }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.host_hour_all.is_empty() && self.day_owner.is_empty()
+        self.events == 0
     }
 
     /// Distinct keys held, the measure of memory and of the write to come.
@@ -72,9 +81,12 @@ impl Rollups {
         self.host_hour_all.len() + self.host_hour.len() + self.ip_day.len() + self.month_host.len()
     }
 
-    /// Forgets the increments once written, keeping `through_id` and the
-    /// tables' capacity (the next second's keys need about as much).
-    pub fn clear(&mut self) {
+    /// Forgets the increments once written up to `hwm` (what
+    /// [`Rollups::write`] returned), keeping the tables' capacity: the next
+    /// second's keys need about as much.
+    pub fn clear(&mut self, hwm: i64) {
+        self.base_hwm = hwm;
+        self.events = 0;
         self.host_hour_all.clear();
         self.host_hour.clear();
         self.service_hour.clear();
@@ -103,6 +115,7 @@ impl Rollups {
 
     pub fn add(&mut self, e: Increment<'_>) {
         let Increment { owner, ts_ms, host, service, asn } = e;
+        self.events += 1;
         let service = self.service(service);
         let hour = hour_number(ts_ms);
         let day = day_number(ts_ms);
@@ -137,8 +150,30 @@ impl Rollups {
         self.ip_day.keys().map(|(_, host, _)| *host)
     }
 
-    /// Writes every increment and moves `meta.rollup_hwm` to `through_id`.
-    pub fn write(&self, tx: &Transaction) -> Result<()> {
+    /// Writes every increment and moves `meta.rollup_hwm` to the last
+    /// stored event, which it returns.
+    ///
+    /// Another process may share the database (`apiary ingest` or
+    /// `apiary account` beside a running server) and keep increments of its
+    /// own, or replay ours when it opens. So what is held here is written
+    /// only if the stored events past `meta.rollup_hwm` are exactly the ones
+    /// it holds; otherwise it is dropped and rebuilt from the stored events,
+    /// in this same transaction, which holds the write lock. Whoever moves
+    /// the mark has rolled up every event below it.
+    pub fn write(&mut self, tx: &Transaction) -> Result<i64> {
+        let meta = |key: &str| -> Result<i64> {
+            Ok(tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
+        };
+        let (rolled, stored) = (meta("rollup_hwm")?, meta("event_hwm")?);
+        if rolled != self.base_hwm || stored - rolled != self.events {
+            *self = replay(tx)?;
+        }
+        self.write_increments(tx)?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'rollup_hwm'", [stored])?;
+        Ok(stored)
+    }
+
+    fn write_increments(&self, tx: &Transaction) -> Result<()> {
         let name = |s: Service| self.services[s as usize].as_str();
         let mut st = tx.prepare_cached(
             "INSERT INTO host_hour_all (hour, host, count, last_ms) VALUES (?1, ?2, ?3, ?4)
@@ -222,7 +257,6 @@ impl Rollups {
         for ((month, service), count) in &self.month_service {
             st.execute(params![month, name(*service), *count as i64])?;
         }
-        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'rollup_hwm'", [self.through_id])?;
         Ok(())
     }
 }
@@ -233,14 +267,14 @@ impl Rollups {
 /// straddles it.
 pub(crate) fn replay(conn: &Connection) -> Result<Rollups> {
     let hwm: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'rollup_hwm'", [], |r| r.get(0))?;
-    let mut rollups = Rollups { through_id: hwm, ..Rollups::default() };
+    let mut rollups = Rollups::at(hwm);
     let mut st =
-        conn.prepare("SELECT first_id, last_id, owner, data FROM event_blocks WHERE first_id > ?1 ORDER BY first_id")?;
+        conn.prepare("SELECT first_id, owner, data FROM event_blocks WHERE first_id > ?1 ORDER BY first_id")?;
     let mut rows = st.query([hwm])?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
-        let (first_id, last_id, owner): (i64, i64, AccountId) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let data: Vec<u8> = row.get(3)?;
+        let (first_id, owner): (i64, AccountId) = (row.get(0)?, row.get(1)?);
+        let data: Vec<u8> = row.get(2)?;
         events.clear();
         block::decode(first_id, &data, i64::MIN, usize::MAX, &mut events)
             .map_err(|e| crate::StoreError::Invalid(format!("replaying rollups from block {first_id}: {e}")))?;
@@ -249,7 +283,6 @@ pub(crate) fn replay(conn: &Connection) -> Result<Rollups> {
             let Ok(host) = e.remote_host.parse() else { continue };
             rollups.add(Increment { owner, ts_ms: e.ts_ms, host, service: &e.service, asn: e.asn });
         }
-        rollups.through_id = rollups.through_id.max(last_id);
     }
     Ok(rollups)
 }

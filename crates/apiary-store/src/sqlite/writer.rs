@@ -49,19 +49,24 @@ pub(crate) enum Job {
     Task(Task),
 }
 
-/// Runs jobs until every sender is gone. After each commit that wrote rollups, the hosts whose IP history changed are dropped
-/// from `history_cache`.
+/// Runs jobs until every sender is gone, keeping rollup increments in
+/// `pending` (empty, building on the `meta.rollup_hwm` that
+/// `SqliteStore::open` left). After each commit that wrote rollups, the
+/// hosts whose IP history changed are dropped from `history_cache`.
 ///
 /// Rollups are written with the events while the writer keeps up. When more
 /// ingest arrived during a transaction (the writer is the bottleneck), they
 /// are kept merging in memory and written at most [`FLUSH_INTERVAL`] later
 /// (or at [`MAX_PENDING_KEYS`]), before any other write and at shutdown.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, history_cache: &HostCache<Vec<IpHistoryRow>>) {
+pub(crate) fn run(
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+    mut pending: Rollups,
+    history_cache: &HostCache<Vec<IpHistoryRow>>,
+) {
     let mut nodes = NodeCache::default();
     let mut carried: Option<Job> = None;
-    // Increments not yet written (none at start: `SqliteStore::open`
-    // replays what a killed run left), and since when.
-    let mut pending = Rollups::default();
+    // Since when increments have been waiting in `pending`.
     let mut pending_since: Option<Instant> = None;
     loop {
         let first = match carried.take() {
@@ -117,9 +122,9 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, history_cache: &Hos
         };
         match ingest_batch(&mut conn, &mut nodes, &batch, &mut pending, decide) {
             Ok((outcomes, flushed)) => {
-                if flushed {
+                if let Some(hwm) = flushed {
                     history_cache.invalidate(pending.hosts());
-                    pending.clear();
+                    pending.clear(hwm);
                     pending_since = None;
                 }
                 for (job, outcome) in batch.iter().zip(outcomes) {
@@ -164,13 +169,14 @@ fn flush_rollups(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(StoreError::from)
         .and_then(|tx| {
-            pending.write(&tx)?;
-            Ok(tx.commit()?)
+            let hwm = pending.write(&tx)?;
+            tx.commit()?;
+            Ok(hwm)
         });
     match written {
-        Ok(()) => {
+        Ok(hwm) => {
             history_cache.invalidate(pending.hosts());
-            pending.clear();
+            pending.clear(hwm);
             *pending_since = None;
         }
         // Kept in memory (and derivable from the stored events): the next
@@ -224,15 +230,15 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 
 /// Stores a group of jobs in one transaction and returns each job's
 /// outcome. The events' rollup increments join `pending`, which is written
-/// in the same transaction when `flush_now` says so (the second value
-/// returned).
+/// in the same transaction when `flush_now` says so (then the second value
+/// is the `meta.rollup_hwm` written).
 fn ingest_batch(
     conn: &mut Connection,
     nodes: &mut NodeCache,
     jobs: &[IngestJob],
     pending: &mut Rollups,
     flush_now: impl FnOnce(&Rollups) -> bool,
-) -> Result<(Vec<IngestOutcome>, bool)> {
+) -> Result<(Vec<IngestOutcome>, Option<i64>)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
@@ -308,13 +314,9 @@ fn ingest_batch(
         }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
-    pending.through_id = next_id - 1;
-    let flush = flush_now(pending);
-    if flush {
-        pending.write(&tx)?;
-    }
+    let flushed = if flush_now(pending) { Some(pending.write(&tx)?) } else { None };
     tx.commit()?;
-    Ok((outcomes, flush))
+    Ok((outcomes, flushed))
 }
 
 /// Deletes up to `limit` blocks of raw events of days before `before_day`,
