@@ -26,6 +26,11 @@ fn event(id: &str, ts_ms: i64, host: &str) -> Event {
     }
 }
 
+/// An unlimited account of `role` in `store`.
+fn account(store: &SqliteStore, role: Role) -> apiary_store::Account {
+    store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role }).unwrap().0
+}
+
 fn open(dir: &std::path::Path) -> SqliteStore {
     SqliteStore::open(dir, SqliteOptions::default()).unwrap()
 }
@@ -34,8 +39,7 @@ fn open(dir: &std::path::Path) -> SqliteStore {
 fn pruning_drops_old_raw_events_and_keeps_rollups() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let (acct, _) =
-        store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::AllSensors }).unwrap();
+    let acct = account(&store, Role::AllSensors);
     let now = now_ms();
     let old = now - 40 * MS_PER_DAY;
     let old_events: Vec<Event> = (0..2500).map(|i| event(&format!("old{i}"), old + i, "1.2.3.4")).collect();
@@ -64,8 +68,7 @@ fn ids_never_repeat_and_duplicates_survive_reopen() {
     let batch: Vec<Event> = (0..1500).map(|i| event(&format!("e{i}"), now - 5000 + i, "5.6.7.8")).collect();
     let (acct, last_id) = {
         let store = open(dir.path());
-        let (acct, _) =
-            store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+        let acct = account(&store, Role::Community);
         assert_eq!(store.ingest(acct.id, None, batch.clone()).unwrap().accepted, 1500);
         let page = store.sensor_data(day_number(now), Some(acct.id), 0, 2000).unwrap();
         let last = page.last().unwrap().id;
@@ -110,8 +113,7 @@ fn payload_history_and_cves_are_kept_forever_once_per_day() {
     let all = Page { offset: 0, limit: 1000 };
     let acct = {
         let store = open(dir.path());
-        let (acct, _) =
-            store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+        let acct = account(&store, Role::Community);
         let path = [(Some("http-path"), "/cgi-bin/luci")];
         let mut batch: Vec<Event> = (0..50)
             .map(|i| with_facts(event(&format!("o{i}"), old + i, &format!("10.0.0.{}", i % 5)), &path, &[]))
@@ -151,8 +153,7 @@ fn facts_lost_with_a_failed_delivery_arrive_with_its_retry() {
     use apiary_store::{Page, PayloadSelect};
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let (acct, _) =
-        store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+    let acct = account(&store, Role::Community);
     let now = now_ms();
     // The events were stored but their facts were not (the delivery failed
     // between the two commits, so the sensor sends the batch again).
@@ -175,8 +176,7 @@ fn facts_lost_with_a_failed_delivery_arrive_with_its_retry() {
 fn per_host_reads_see_each_commit_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let (acct, _) =
-        store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::Community }).unwrap();
+    let acct = account(&store, Role::Community);
     let now = now_ms();
     let host: IpAddr = "198.51.100.7".parse().unwrap();
     let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
@@ -218,8 +218,7 @@ struct Rolled {
 fn rollups_a_killed_run_never_wrote_are_rebuilt_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let (acct, _) =
-        store.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::AllSensors }).unwrap();
+    let acct = account(&store, Role::AllSensors);
     let now = now_ms();
     let today = day_number(now);
     let batch = |prefix: &str, n: i64, host: &str| -> Vec<Event> {
@@ -279,8 +278,7 @@ fn rollups_a_killed_run_never_wrote_are_rebuilt_at_open() {
 fn two_writers_on_one_database_roll_every_event_up_once() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path());
-    let (acct, _) =
-        first.create_account(&NewAccount { name: "a".into(), monthly_quota: None, role: Role::AllSensors }).unwrap();
+    let acct = account(&first, Role::AllSensors);
     let second = open(dir.path());
     let now = now_ms();
     let host = "198.51.100.20";
