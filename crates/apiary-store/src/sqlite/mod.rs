@@ -126,15 +126,8 @@ impl SqliteStore {
         // Checkpoints run on their own thread; the writer only falls back to
         // one when the WAL has grown far (about 256 MiB of 4 KiB pages).
         conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
-        // Rollup increments the last run kept in memory and never wrote
-        // (it was killed): written before anyone reads.
-        let mut pending = rollup::replay(&conn)?;
-        if !pending.is_empty() {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let hwm = pending.write(&tx)?;
-            tx.commit()?;
-            pending.clear(hwm);
-        }
+        // Before anyone reads: what a killed run never rolled up.
+        let pending = rollup::catch_up(&mut conn)?;
         let stop = Arc::new(AtomicBool::new(false));
         let checkpoint_conn = open_connection(&path, &opts)?;
         let wal = data_dir.join(format!("{}-wal", schema::MAIN.name));

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apiary_model::time::{day_number, hour_number, month_number};
 use rusqlite::{params, Connection, Transaction};
@@ -55,6 +55,8 @@ pub(crate) struct Rollups {
     base_hwm: i64,
     /// Events whose increments are in here (all of them past `base_hwm`).
     events: i64,
+    /// When the first of them came.
+    since: Option<Instant>,
 }
 
 /// What one event contributes to the rollups.
@@ -76,6 +78,11 @@ impl Rollups {
         self.events == 0
     }
 
+    /// How long the oldest increment held has been waiting (`None`: none is).
+    pub fn age(&self) -> Option<Duration> {
+        self.since.map(|t| t.elapsed())
+    }
+
     /// Distinct keys held, the measure of memory and of the write to come.
     pub fn keys(&self) -> usize {
         self.host_hour_all.len() + self.host_hour.len() + self.ip_day.len() + self.month_host.len()
@@ -87,6 +94,7 @@ impl Rollups {
     pub fn clear(&mut self, hwm: i64) {
         self.base_hwm = hwm;
         self.events = 0;
+        self.since = None;
         self.host_hour_all.clear();
         self.host_hour.clear();
         self.service_hour.clear();
@@ -116,6 +124,7 @@ impl Rollups {
     pub fn add(&mut self, e: Increment<'_>) {
         let Increment { owner, ts_ms, host, service, asn } = e;
         self.events += 1;
+        self.since.get_or_insert_with(Instant::now);
         let service = self.service(service);
         let hour = hour_number(ts_ms);
         let day = day_number(ts_ms);
@@ -261,11 +270,24 @@ impl Rollups {
     }
 }
 
+/// Writes the increments a killed run kept in memory and never wrote, and
+/// returns the empty increments a writer starts from.
+pub(crate) fn catch_up(conn: &mut Connection) -> Result<Rollups> {
+    let mut pending = replay(conn)?;
+    if !pending.is_empty() {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let hwm = pending.write(&tx)?;
+        tx.commit()?;
+        pending.clear(hwm);
+    }
+    Ok(pending)
+}
+
 /// The increments of every stored event past `meta.rollup_hwm`: those that
 /// were still in memory when the process stopped. Blocks are written whole
 /// in one transaction and the mark only ever moves at a commit, so no block
 /// straddles it.
-pub(crate) fn replay(conn: &Connection) -> Result<Rollups> {
+fn replay(conn: &Connection) -> Result<Rollups> {
     let hwm: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'rollup_hwm'", [], |r| r.get(0))?;
     let mut rollups = Rollups::at(hwm);
     let mut st =

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::time::Instant;
 
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
 use super::host_cache::HostCache;
-use super::rollup::{self, Increment, Rollups, FLUSH_INTERVAL, MAX_PENDING_KEYS};
+use super::rollup::{Increment, Rollups, FLUSH_INTERVAL, MAX_PENDING_KEYS};
 
 use crate::types::{AccountId, IngestOutcome, IpHistoryRow};
 use crate::{Result, StoreError};
@@ -66,20 +65,18 @@ pub(crate) fn run(
 ) {
     let mut nodes = NodeCache::default();
     let mut carried: Option<Job> = None;
-    // Since when increments have been waiting in `pending`.
-    let mut pending_since: Option<Instant> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match pending_since {
+            None => match pending.age() {
                 None => match jobs.recv() {
                     Ok(job) => job,
                     Err(_) => break,
                 },
-                Some(since) => match jobs.recv_timeout(FLUSH_INTERVAL.saturating_sub(since.elapsed())) {
+                Some(age) => match jobs.recv_timeout(FLUSH_INTERVAL.saturating_sub(age)) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
-                        flush_rollups(&mut conn, &mut pending, &mut pending_since, history_cache);
+                        flush_rollups(&mut conn, &mut pending, history_cache);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -88,7 +85,7 @@ pub(crate) fn run(
         };
         let mut batch = match first {
             Job::Task(task) => {
-                flush_rollups(&mut conn, &mut pending, &mut pending_since, history_cache);
+                flush_rollups(&mut conn, &mut pending, history_cache);
                 task(&mut conn);
                 continue;
             }
@@ -108,24 +105,20 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        // Whether more work came in while this group was stored: the
-        // writer is behind, and rollups wait to be merged with the next.
-        let busy = |carried: &mut Option<Job>| {
+        // Rollups wait to be merged with the next group only while more
+        // work came in during this one (the writer is behind).
+        let flush_now = |rollups: &Rollups| {
             if carried.is_none() {
-                *carried = jobs.try_recv().ok();
+                carried = jobs.try_recv().ok();
             }
-            carried.is_some()
+            carried.is_none()
+                || rollups.age().is_some_and(|age| age >= FLUSH_INTERVAL)
+                || rollups.keys() >= MAX_PENDING_KEYS
         };
-        let since = *pending_since.get_or_insert_with(Instant::now);
-        let decide = |rollups: &Rollups| {
-            !busy(&mut carried) || since.elapsed() >= FLUSH_INTERVAL || rollups.keys() >= MAX_PENDING_KEYS
-        };
-        match ingest_batch(&mut conn, &mut nodes, &batch, &mut pending, decide) {
+        match ingest_batch(&mut conn, &mut nodes, &batch, &mut pending, flush_now) {
             Ok((outcomes, flushed)) => {
                 if let Some(hwm) = flushed {
-                    history_cache.invalidate(pending.hosts());
-                    pending.clear(hwm);
-                    pending_since = None;
+                    rolled_up(&mut pending, hwm, history_cache);
                 }
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -133,36 +126,23 @@ pub(crate) fn run(
             }
             Err(e) => {
                 // The transaction rolled back: nothing of this group is
-                // stored, the node cache may name rolled-back rows, and the
-                // increments in memory may include the group's. Rebuild
-                // them from what is stored.
+                // stored, and the node cache may name rolled-back rows.
+                // `pending` may hold the group's increments: its next write
+                // sees they match no stored event and rebuilds it.
                 nodes = NodeCache::default();
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
                 }
-                match rollup::replay(&conn) {
-                    Ok(replayed) => {
-                        pending_since = (!replayed.is_empty()).then(Instant::now);
-                        pending = replayed;
-                    }
-                    Err(e) => tracing::error!(error = %e, "rebuilding pending rollups failed"),
-                }
             }
         }
     }
-    flush_rollups(&mut conn, &mut pending, &mut pending_since, history_cache);
+    flush_rollups(&mut conn, &mut pending, history_cache);
 }
 
 /// Writes the pending increments in a transaction of their own.
-fn flush_rollups(
-    conn: &mut Connection,
-    pending: &mut Rollups,
-    pending_since: &mut Option<Instant>,
-    history_cache: &HostCache<Vec<IpHistoryRow>>,
-) {
+fn flush_rollups(conn: &mut Connection, pending: &mut Rollups, history_cache: &HostCache<Vec<IpHistoryRow>>) {
     if pending.is_empty() {
-        *pending_since = None;
         return;
     }
     let written = conn
@@ -174,15 +154,18 @@ fn flush_rollups(
             Ok(hwm)
         });
     match written {
-        Ok(hwm) => {
-            history_cache.invalidate(pending.hosts());
-            pending.clear(hwm);
-            *pending_since = None;
-        }
+        Ok(hwm) => rolled_up(pending, hwm, history_cache),
         // Kept in memory (and derivable from the stored events): the next
         // flush tries again.
         Err(e) => tracing::error!(error = %e, "writing rollups failed; will retry"),
     }
+}
+
+/// After the commit that wrote `pending` up to `hwm`: the hosts whose IP
+/// history changed leave the cache, and the increments are forgotten.
+fn rolled_up(pending: &mut Rollups, hwm: i64, history_cache: &HostCache<Vec<IpHistoryRow>>) {
+    history_cache.invalidate(pending.hosts());
+    pending.clear(hwm);
 }
 
 /// Sends a closure to the writer and waits for its result.
