@@ -30,14 +30,14 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<ApiConfig>,
-    pub(crate) bad_hosts: Arc<BadHostsCache>,
+    pub(crate) bad_hosts: BadHostsCache,
     /// IP intelligence (built-in bogons only until feeds are loaded).
     pub intel: IntelHandle,
     /// The feed manager behind `intel`, when the server runs one.
     pub feeds: Option<Arc<FeedManager>>,
-    pub(crate) credentials: Arc<CredentialCache>,
+    pub(crate) credentials: CredentialCache,
     /// Rendered `/ip/{ip}` answers, valid while their inputs are unchanged.
-    pub(crate) ip_answers: Arc<IpAnswers>,
+    pub(crate) ip_answers: IpAnswers,
 }
 
 impl AppState {
@@ -62,7 +62,7 @@ impl Shared {
     fn new(store: Arc<dyn Store>, config: ApiConfig, intel: IntelHandle, feeds: Option<Arc<FeedManager>>) -> Shared {
         Shared {
             store,
-            bad_hosts: Arc::new(BadHostsCache::new(config.bad_hosts_refresh)),
+            bad_hosts: BadHostsCache::new(config.bad_hosts_refresh),
             config: Arc::new(config),
             intel,
             feeds,

@@ -3,7 +3,6 @@
 //! exploiting. Matching happens at ingest (`crate::analyze_payloads`).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -45,12 +44,6 @@ pub(crate) async fn hosts(
     Ok(paged(&uri, page, dated_hosts_json(rows)))
 }
 
-/// The CVEs `ip` was seen exploiting: `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.
-pub(crate) fn sightings_of(state: &AppState, ip: IpAddr) -> Result<Response, ApiError> {
-    let rows = state.read_now(|s| s.host_cves(ip))?;
-    Ok(Json(sightings_json(&rows)).into_response())
-}
-
 /// One CVE sighting of a host, typed (see `super::ip::HistoryRow`).
 #[derive(Serialize)]
 pub(crate) struct Sighting<'a> {
@@ -62,10 +55,12 @@ pub(crate) fn sightings_json(rows: &[apiary_store::CveSighting]) -> Vec<Sighting
     rows.iter().map(|r| Sighting { date: day_string(r.day), cve: &r.cve }).collect()
 }
 
-/// `/cve/ip/{ip}` and `/ip/{ip}/cve`.
+/// `/cve/ip/{ip}` and `/ip/{ip}/cve`: the CVEs `ip` was seen exploiting,
+/// `[{"date":"2026-11-20","cve":"CVE-2024-4577"}]`.
 pub(crate) async fn of_ip(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {
     let ip = parse_ip(&ip)?;
-    sightings_of(&state, ip)
+    let rows = state.read_now(|s| s.host_cves(ip))?;
+    Ok(Json(sightings_json(&rows)).into_response())
 }
 
 #[cfg(test)]

@@ -21,12 +21,10 @@ use apiary_intel::intel::{STANDARD_CLOUD_PROVIDERS, STANDARD_THREAT_LISTS};
 use apiary_intel::{Geo, Intel};
 
 use super::ip::parse_ip;
-use super::netinfo::{answer, geolocation_of, missing, missing_header, Lookup, MISSING_HEADER};
+use super::netinfo::{answer, geolocation_of, json_response, missing, missing_header, to_json, Lookup};
 use crate::ip_answers::{Inputs, Rendered};
 use crate::{ApiError, AppState};
 use apiary_store::{CveSighting, IpHistoryRow};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
 
 /// Sources `/ipinfo` consults (bogons are built in, never missing).
 const IPINFO_SOURCES: &[&str] = &["tor", "threat:"];
@@ -174,11 +172,7 @@ pub(crate) async fn ip(State(state): State<AppState>, Path(ip): Path<String>) ->
             rendered
         }
     };
-    let mut response = ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], rendered.body).into_response();
-    if let Some(missing) = rendered.missing {
-        response.headers_mut().insert(MISSING_HEADER, missing);
-    }
-    Ok(response)
+    Ok(json_response(rendered.body, rendered.missing))
 }
 
 /// The `/ip/{ip}` answer from its three inputs (see `crate::ip_answers`).
@@ -196,11 +190,7 @@ fn render_ip(ip: IpAddr, intel: &Intel, history: &[IpHistoryRow], cves: &[CveSig
         cve: super::cve::sightings_json(cves),
         missing_sources: missing,
     };
-    // Sized for a whole answer up front: a `Vec` would regrow several times.
-    let mut body = Vec::with_capacity(2048);
-    serde_json::to_writer(&mut body, &context)
-        .map_err(|e| ApiError::Internal(format!("encoding the answer failed: {e}")))?;
-    Ok(Rendered { body: body.into(), missing: missing_header(missing) })
+    Ok(Rendered { body: to_json(&context)?.into(), missing: missing_header(missing) })
 }
 
 pub(crate) async fn ip_geo(State(state): State<AppState>, Path(ip): Path<String>) -> Result<Response, ApiError> {

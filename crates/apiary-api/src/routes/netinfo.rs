@@ -39,14 +39,25 @@ pub(crate) fn missing(intel: &Intel, keys: &[&str]) -> Vec<String> {
 
 /// A JSON answer, with the missing-sources header when something was missing.
 pub(crate) fn answer<T: Serialize>(body: T, missing: &[String]) -> Response {
-    // Serialized into a buffer sized for a whole `/ip/{ip}` answer up front:
-    // `Json` starts at 128 bytes and regrows several times per answer.
+    match to_json(&body) {
+        Ok(json) => json_response(json, missing_header(missing)),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `body` as JSON bytes, in a buffer sized for a whole `/ip/{ip}` answer up
+/// front: `Json` starts at 128 bytes and regrows several times per answer.
+pub(crate) fn to_json<T: Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
     let mut buf = Vec::with_capacity(2048);
-    let mut response = match serde_json::to_writer(&mut buf, &body) {
-        Ok(()) => ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], buf).into_response(),
-        Err(e) => return ApiError::Internal(format!("encoding the answer failed: {e}")).into_response(),
-    };
-    if let Some(v) = missing_header(missing) {
+    serde_json::to_writer(&mut buf, body)
+        .map_err(|e| ApiError::Internal(format!("encoding the answer failed: {e}")))?;
+    Ok(buf)
+}
+
+/// A response of JSON bytes, with the missing-sources header if given.
+pub(crate) fn json_response(json: impl Into<axum::body::Body>, missing: Option<HeaderValue>) -> Response {
+    let mut response = ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], json.into()).into_response();
+    if let Some(v) = missing {
         response.headers_mut().insert(MISSING_HEADER, v);
     }
     response
