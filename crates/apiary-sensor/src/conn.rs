@@ -84,7 +84,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 pub struct Conn {
     stream: Box<dyn Stream>,
     pub session: Session,
-    idle: Duration,
     max_bytes: usize,
     read_total: usize,
     /// Received but not yet consumed by the service.
@@ -103,17 +102,11 @@ fn limit_err(l: Limit) -> io::Error {
 }
 
 impl Conn {
-    pub fn new(
-        stream: impl Stream + 'static,
-        session: Session,
-        idle: Duration,
-        max_bytes: usize,
-        slot: Arc<Slot>,
-    ) -> Self {
+    /// A connection whose idle limit is its `slot`'s.
+    pub fn new(stream: impl Stream + 'static, session: Session, max_bytes: usize, slot: Arc<Slot>) -> Self {
         Conn {
             stream: Box::new(stream),
             session,
-            idle,
             max_bytes,
             read_total: 0,
             pending: Vec::new(),
@@ -242,7 +235,7 @@ impl Conn {
     pub async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<Option<String>> {
         let plain: Box<dyn Stream> = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
         let raw = std::mem::replace(&mut self.stream, plain);
-        let tls = match tokio::time::timeout(self.idle, acceptor.accept(raw)).await {
+        let tls = match tokio::time::timeout(self.slot.idle(), acceptor.accept(raw)).await {
             Ok(r) => r?,
             Err(_) => return Err(self.hit(Limit::Idle)),
         };
@@ -261,7 +254,7 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Send,
     {
-        let (idle, max_bytes) = (self.idle, self.max_bytes);
+        let (idle, max_bytes) = (self.slot.idle(), self.max_bytes);
         let mut read_total = self.read_total;
         let limit = {
             let (mut in_r, mut in_w) = tokio::io::split(inner);

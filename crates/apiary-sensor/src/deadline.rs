@@ -70,6 +70,11 @@ impl Slot {
         self.waker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How long one read or write may wait.
+    pub fn idle(&self) -> Duration {
+        Duration::from_millis(self.idle_ms)
+    }
+
     /// A read or write has to wait for the client: from now on the idle
     /// limit runs. Only a clock read and a store: no timer is registered.
     pub fn start_waiting(&self) {

@@ -172,7 +172,7 @@ async fn handle_conn(
     let session = shared.recorder.session(kind.name(), apiary_model::Protocol::Tcp, local, peer);
     let limits = &shared.limits;
     let slot = entry.slot().clone();
-    let mut conn = Conn::new(stream, session, limits.idle(), limits.max_bytes_per_connection, slot.clone());
+    let mut conn = Conn::new(stream, session, limits.max_bytes_per_connection, slot.clone());
     conn.session.connect().await;
     let expired = tokio::select! {
         biased;
