@@ -302,3 +302,70 @@ fn two_writers_on_one_database_roll_every_event_up_once() {
     assert_eq!(store.sensor_data_count(day_number(now), None).unwrap(), expected);
     assert_eq!(store.month_stats(None).unwrap().map(|m| (m.total_events, m.total_remote_hosts)), Some((expected, 1)));
 }
+
+#[test]
+fn two_writers_on_one_database_never_store_an_event_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let acct = account(&first, Role::AllSensors);
+    let second = open(dir.path());
+    let now = now_ms();
+    // Both batches fall in the same seconds, so each writer has them loaded
+    // when the other one commits.
+    let batch = |tag: &str| -> Vec<Event> {
+        (0..300).map(|i| event(&format!("{tag}{i}"), now - 3000 + i * 10, "198.51.100.30")).collect()
+    };
+    assert_eq!(first.ingest(acct.id, None, batch("a")).unwrap().accepted, 300);
+    assert_eq!(second.ingest(acct.id, None, batch("b")).unwrap().accepted, 300);
+    assert_eq!(first.ingest(acct.id, None, batch("b")).unwrap().duplicates, 300);
+    assert_eq!(second.ingest(acct.id, None, batch("a")).unwrap().duplicates, 300);
+    let mut mixed = batch("a");
+    mixed.extend(batch("c"));
+    let outcome = first.ingest(acct.id, None, mixed).unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (300, 300));
+    first.close().unwrap();
+    second.close().unwrap();
+    assert_eq!(open(dir.path()).sensor_data_count(day_number(now), None).unwrap(), 900);
+}
+
+#[test]
+fn keys_an_older_version_stored_row_by_row_still_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let batch: Vec<Event> = (0..200).map(|i| event(&format!("k{i}"), now - 4000 + i * 7, "198.51.100.40")).collect();
+    let acct = {
+        let store = open(dir.path());
+        let acct = account(&store, Role::AllSensors);
+        assert_eq!(store.ingest(acct.id, None, batch[..150].to_vec()).unwrap().accepted, 150);
+        store.close().unwrap();
+        acct
+    };
+    // Move the keys into the one-row-per-event table that databases written
+    // before key chunks (schema version 2) hold them in.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
+        let chunks: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT owner, keys FROM event_key_chunks")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut moved = 0;
+        for (owner, keys) in chunks {
+            for key in keys.chunks_exact(16) {
+                let ts = i64::from_le_bytes(key[..8].try_into().unwrap());
+                let uid = i64::from_le_bytes(key[8..].try_into().unwrap());
+                conn.execute("INSERT INTO event_uids (owner, ts_ms, uid) VALUES (?1, ?2, ?3)", (owner, ts, uid))
+                    .unwrap();
+                moved += 1;
+            }
+        }
+        assert_eq!(moved, 150);
+        conn.execute("DELETE FROM event_key_chunks", []).unwrap();
+    }
+    let store = open(dir.path());
+    let outcome = store.ingest(acct.id, None, batch).unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (50, 150));
+    assert_eq!(store.sensor_data_count(day_number(now), None).unwrap(), 200);
+}

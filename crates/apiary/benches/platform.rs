@@ -3,6 +3,10 @@
 //! `cargo bench -p apiary --bench platform -- <name> [options]`, where name is
 //! `ingest-http`, `ingest-cli`, `bad-hosts` or `ip-history`. Each prints its
 //! figures and the server's peak RSS (VmHWM). See BENCHMARKS.md.
+//!
+//! Events are dated in the order they happened over the load's time span,
+//! as sensors deliver them; `--shuffled` dates each at a random moment of
+//! the span instead, and `--spread-secs N` sets the span.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -75,16 +79,48 @@ fn payload(rng: &mut SmallRng, service: &str) -> Vec<u8> {
     p
 }
 
-/// `n` NDJSON events (a session's CONNECT, RX, TX and INFO) ending at
-/// `now - spread_secs * u`, from `hosts` distinct addresses.
-fn generate(rng: &mut SmallRng, start: usize, n: usize, hosts: u32, spread_secs: i64) -> Vec<u8> {
+/// When the events of a load happened: `total` events over the last
+/// `spread_secs`.
+#[derive(Clone, Copy)]
+struct Timeline {
+    total: usize,
+    spread_secs: i64,
+    /// Each event at a random moment of the spread. Otherwise events come in
+    /// the order they happened, as sensors deliver them (a sensor sends its
+    /// events as they occur, and a log exported from sensors is in time
+    /// order), with sessions up to a second out of order. Shuffled is the
+    /// worst case for storage keyed by time.
+    shuffled: bool,
+}
+
+impl Timeline {
+    fn of(args: &[String], total: usize, spread_secs: i64) -> Timeline {
+        let spread_secs = arg(args, "--spread-secs", spread_secs as usize) as i64;
+        Timeline { total, spread_secs, shuffled: args.iter().any(|a| a == "--shuffled") }
+    }
+
+    /// The moment of the session starting at event `i` of the load.
+    fn moment(&self, rng: &mut SmallRng, now: i64, i: usize) -> i64 {
+        let spread_ms = self.spread_secs.max(1) * 1000;
+        if self.shuffled {
+            now - rng.random_range(0..spread_ms)
+        } else {
+            now - spread_ms + (spread_ms as f64 * i as f64 / self.total.max(1) as f64) as i64
+                - rng.random_range(0..1000)
+        }
+    }
+}
+
+/// `n` NDJSON events (a session's CONNECT, RX, TX and INFO) from event
+/// `start` of a load on `timeline`, from `hosts` distinct addresses.
+fn generate(rng: &mut SmallRng, start: usize, n: usize, hosts: u32, timeline: Timeline) -> Vec<u8> {
     let now = chrono::Utc::now().timestamp_millis() - 60_000;
     let mut out = Vec::with_capacity(n * 400);
     let mut i = 0;
     while i < n {
         let service = pick_service(rng);
         let host = pick_host(rng, hosts);
-        let ts = now - rng.random_range(0..spread_secs.max(1) * 1000);
+        let ts = timeline.moment(rng, now, start + i);
         let session = format!("{:032x}", rng.random::<u128>());
         for kind in ["CONNECT", "RX", "TX", "INFO"] {
             if i >= n {
@@ -172,25 +208,24 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 }
 
 /// What an HTTP load sends: `total` events in batches of `batch` from
-/// `clients` parallel senders, from `hosts` addresses, dated over the last
-/// `spread` seconds.
+/// `clients` parallel senders, from `hosts` addresses, dated on `timeline`.
 struct Load {
     total: usize,
     batch: usize,
     clients: usize,
     hosts: u32,
-    spread: i64,
+    timeline: Timeline,
     gzip: bool,
 }
 
 /// Sends a load to the server; returns events/s.
 fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
-    let Load { total, batch, clients, hosts, spread, gzip } = load;
+    let Load { total, batch, clients, hosts, timeline, gzip } = load;
     eprintln!("generating {total} events...");
     let mut rng = SmallRng::seed_from_u64(7);
     let bodies: Vec<Vec<u8>> = (0..total.div_ceil(batch))
         .map(|b| {
-            let raw = generate(&mut rng, b * batch, batch.min(total - b * batch), hosts, spread);
+            let raw = generate(&mut rng, b * batch, batch.min(total - b * batch), hosts, timeline);
             if gzip {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 gz.write_all(&raw).unwrap();
@@ -284,8 +319,8 @@ fn main() {
             let gzip = args.iter().any(|a| a == "--gzip");
             let creds = operator(dir.path());
             let server = Server::start_with_config(dir.path(), analysis_config(&args));
-            let spread = arg(&args, "--spread-secs", 60) as i64;
-            let rate = http_load(&server, &creds, Load { total, batch, clients, hosts: 200_000, spread, gzip });
+            let timeline = Timeline::of(&args, total, 60);
+            let rate = http_load(&server, &creds, Load { total, batch, clients, hosts: 200_000, timeline, gzip });
             let pid = server.child.as_ref().unwrap().id();
             println!(
                 "ingest-http: {total} events, batch {batch}, {clients} clients, gzip {gzip}, payload analysis {}: \
@@ -296,13 +331,14 @@ fn main() {
         }
         "ingest-cli" => {
             let total = arg(&args, "--events", 10_000_000);
+            let timeline = Timeline::of(&args, total, 86_400);
             let creds = operator(dir.path());
             let file = dir.path().join("events.ndjson");
             eprintln!("writing {total} events to {}...", file.display());
             let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
             let mut rng = SmallRng::seed_from_u64(11);
             for start in (0..total).step_by(100_000) {
-                f.write_all(&generate(&mut rng, start, 100_000.min(total - start), 200_000, 86_400)).unwrap();
+                f.write_all(&generate(&mut rng, start, 100_000.min(total - start), 200_000, timeline)).unwrap();
             }
             f.flush().unwrap();
             drop(f);
@@ -358,7 +394,14 @@ fn main() {
             let rate = http_load(
                 &server,
                 &creds,
-                Load { total, batch: 10_000, clients: 2, hosts, spread: 23 * 3600, gzip: false },
+                Load {
+                    total,
+                    batch: 10_000,
+                    clients: 2,
+                    hosts,
+                    timeline: Timeline::of(&args, total, 23 * 3600),
+                    gzip: false,
+                },
             );
             eprintln!("loaded at {rate:.0} events/s; restarting to measure the read path alone");
             server.stop();
@@ -436,7 +479,14 @@ fn main() {
             let rate = http_load(
                 &server,
                 &creds,
-                Load { total, batch: 10_000, clients: 2, hosts: 1_000_000, spread: 30 * 86_400, gzip: false },
+                Load {
+                    total,
+                    batch: 10_000,
+                    clients: 2,
+                    hosts: 1_000_000,
+                    timeline: Timeline::of(&args, total, 30 * 86_400),
+                    gzip: false,
+                },
             );
             eprintln!("loaded at {rate:.0} events/s");
             server.stop();
@@ -474,7 +524,7 @@ fn main() {
             );
         }
         _ => {
-            eprintln!("usage: cargo bench -p apiary --bench platform -- ingest-http|ingest-cli|bad-hosts|ip-history [--events N] [--batch N] [--clients N] [--gzip]");
+            eprintln!("usage: cargo bench -p apiary --bench platform -- ingest-http|ingest-cli|bad-hosts|ip-history [--events N] [--batch N] [--clients N] [--gzip] [--spread-secs N] [--shuffled]");
             std::process::exit(2);
         }
     }

@@ -122,6 +122,11 @@ impl Settings {
     pub fn store_options(&self) -> apiary_store::SqliteOptions {
         apiary_store::SqliteOptions { fsync: self.fsync, ..Default::default() }
     }
+
+    /// The store tuned for a bulk load that nobody reads until it ends.
+    pub fn bulk_load_store_options(&self) -> apiary_store::SqliteOptions {
+        apiary_store::SqliteOptions { bulk_load: true, ..self.store_options() }
+    }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

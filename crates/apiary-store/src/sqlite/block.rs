@@ -17,7 +17,8 @@ use std::net::IpAddr;
 
 use apiary_model::{Event, EventKind, Protocol};
 
-use crate::types::StoredEvent;
+use super::claims::{event_key, Key};
+use crate::types::{AccountId, StoredEvent};
 
 /// Most events in one block: a page of `/sensor-data` (1000 events) then
 /// decodes at most two blocks.
@@ -71,13 +72,16 @@ fn unzigzag(v: u64) -> i64 {
 pub(crate) struct PreparedBlock {
     pub day: i64,
     pub events: Vec<Event>,
+    /// The events' idempotency keys, in the same order.
+    pub keys: Vec<Key>,
     pub data: Vec<u8>,
 }
 
 /// Groups a batch into blocks by day, in arrival order within a day, and
 /// encodes each: the expensive part of storing raw events, done on the
-/// caller's thread so the single writer does not have to.
-pub(crate) fn prepare(events: Vec<Event>) -> Vec<PreparedBlock> {
+/// caller's thread so the single writer does not have to, as are the
+/// events' idempotency keys (sent by `owner`).
+pub(crate) fn prepare(owner: AccountId, events: Vec<Event>) -> Vec<PreparedBlock> {
     let mut by_day: Vec<(i64, Vec<Event>)> = Vec::new();
     for e in events {
         let day = apiary_model::time::day_number(e.ts_ms);
@@ -91,7 +95,8 @@ pub(crate) fn prepare(events: Vec<Event>) -> Vec<PreparedBlock> {
         while !events.is_empty() {
             let rest = events.split_off(events.len().min(MAX_BLOCK_EVENTS));
             let data = encode(events.iter());
-            blocks.push(PreparedBlock { day, events, data });
+            let keys = events.iter().map(|e| event_key(owner, &e.node, &e.id, e.ts_ms)).collect();
+            blocks.push(PreparedBlock { day, events, keys, data });
             events = rest;
         }
     }

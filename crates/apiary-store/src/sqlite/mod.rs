@@ -9,6 +9,7 @@
 
 mod block;
 mod chunk;
+mod claims;
 mod history;
 mod host_cache;
 mod payload;
@@ -47,11 +48,16 @@ pub struct SqliteOptions {
     pub cache_mib: u32,
     /// How many batches may wait for the writer before ingest pushes back.
     pub write_queue: usize,
+    /// A bulk load (`apiary ingest`): nobody reads while it runs, so rollups
+    /// keep merging in memory even while the writer keeps up, and are
+    /// written every [`rollup::FLUSH_INTERVAL`] (or at
+    /// [`rollup::MAX_PENDING_KEYS`]) and at close.
+    pub bulk_load: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { fsync: false, cache_mib: 64, write_queue: 64 }
+        SqliteOptions { fsync: false, cache_mib: 64, write_queue: 64, bulk_load: false }
     }
 }
 
@@ -139,9 +145,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let history_cache = Arc::new(HostCache::default());
         let cache = history_cache.clone();
+        let defer = if opts.bulk_load { writer::Rollup::Deferred } else { writer::Rollup::WhenIdle };
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, pending, &cache))
+            .spawn(move || writer::run(conn, rx, pending, defer, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;
@@ -347,7 +354,7 @@ impl Store for SqliteStore {
             Some(rx)
         };
         let (reply, rx) = mpsc::sync_channel(1);
-        let blocks = block::prepare(events);
+        let blocks = block::prepare(owner, events);
         let job = IngestJob { owner, peer, blocks, now_ms: apiary_model::time::now_ms(), reply };
         self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
         let outcome = rx.recv().map_err(|_| StoreError::Closed)?;

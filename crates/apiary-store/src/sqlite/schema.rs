@@ -123,6 +123,15 @@ const MAIN_MIGRATIONS: &[&str] = &[
     r#"
     INSERT INTO meta SELECT 'rollup_hwm', value FROM meta WHERE key = 'event_hwm';
     "#,
+    // 3: idempotency keys as one chunk per commit and second of event time
+    // (claims.rs) instead of a row per event; `event_uids` keeps the keys
+    // stored before until they are pruned.
+    r#"
+    CREATE TABLE event_key_chunks (
+        owner INTEGER NOT NULL, bucket INTEGER NOT NULL, seq INTEGER NOT NULL, keys BLOB NOT NULL,
+        PRIMARY KEY (owner, bucket, seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 const PAYLOAD_MIGRATIONS: &[&str] = &[

@@ -12,9 +12,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use sha2::{Digest, Sha256};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
+use super::claims::{self, Claims};
 use super::host_cache::HostCache;
 use super::rollup::{Increment, Rollups, FLUSH_INTERVAL, MAX_PENDING_KEYS};
 
@@ -42,6 +42,17 @@ impl IngestJob {
 
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// When the rollups held in memory are written besides the age and size
+/// limits ([`FLUSH_INTERVAL`], [`MAX_PENDING_KEYS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rollup {
+    /// With the events, unless more ingest arrived during the transaction:
+    /// a lone batch is visible in the rollups as soon as it is answered.
+    WhenIdle,
+    /// Only at the limits and at shutdown: a bulk load, read after it ends.
+    Deferred,
+}
+
 pub(crate) enum Job {
     Ingest(IngestJob),
     /// Any other write, run on the writer's connection in arrival order.
@@ -61,9 +72,11 @@ pub(crate) fn run(
     mut conn: Connection,
     jobs: Receiver<Job>,
     mut pending: Rollups,
+    rollup: Rollup,
     history_cache: &HostCache<Vec<IpHistoryRow>>,
 ) {
     let mut nodes = NodeCache::default();
+    let mut claims = Claims::default();
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
@@ -111,12 +124,13 @@ pub(crate) fn run(
             if carried.is_none() {
                 carried = jobs.try_recv().ok();
             }
-            carried.is_none()
+            (carried.is_none() && rollup == Rollup::WhenIdle)
                 || rollups.age().is_some_and(|age| age >= FLUSH_INTERVAL)
                 || rollups.keys() >= MAX_PENDING_KEYS
         };
-        match ingest_batch(&mut conn, &mut nodes, &batch, &mut pending, flush_now) {
+        match ingest_batch(&mut conn, &mut nodes, &mut claims, &batch, &mut pending, flush_now) {
             Ok((outcomes, flushed)) => {
+                claims.committed();
                 if let Some(hwm) = flushed {
                     rolled_up(&mut pending, hwm, history_cache);
                 }
@@ -130,6 +144,7 @@ pub(crate) fn run(
                 // `pending` may hold the group's increments: its next write
                 // sees they match no stored event and rebuilds it.
                 nodes = NodeCache::default();
+                claims.forget();
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
@@ -182,21 +197,6 @@ pub(crate) fn call<T: Send + 'static>(
 #[derive(Default)]
 struct NodeCache(HashMap<(AccountId, String), i64>);
 
-/// The idempotency key of an event: who sent it, from which node, with which
-/// sensor-assigned id. 64 bits of SHA-256; the unique index pairs it with the
-/// event's timestamp, so a collision would need the same millisecond too.
-pub(crate) fn event_uid(owner: AccountId, node: &str, id: &str) -> i64 {
-    let mut h = Sha256::new();
-    h.update(owner.to_le_bytes());
-    h.update(node.as_bytes());
-    h.update([0]);
-    h.update(id.as_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_le_bytes(first)
-}
-
 fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &str, now_ms: i64) -> Result<i64> {
     if let Some(id) = cache.0.get(&(owner, node.to_owned())) {
         return Ok(*id);
@@ -218,17 +218,17 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 fn ingest_batch(
     conn: &mut Connection,
     nodes: &mut NodeCache,
+    claims: &mut Claims,
     jobs: &[IngestJob],
     pending: &mut Rollups,
     flush_now: impl FnOnce(&Rollups) -> bool,
 ) -> Result<(Vec<IngestOutcome>, Option<i64>)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    claims.begin(&tx)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
     let mut outcomes = Vec::with_capacity(jobs.len());
     {
-        let mut claim =
-            tx.prepare_cached("INSERT OR IGNORE INTO event_uids (owner, ts_ms, uid) VALUES (?1, ?2, ?3)")?;
         let mut touch = tx.prepare_cached(
             "UPDATE nodes SET last_seen_ms = max(last_seen_ms, ?2), public_ip = coalesce(?3, public_ip) WHERE id = ?1",
         )?;
@@ -249,17 +249,9 @@ fn ingest_batch(
                         last_node = Some(e.node.as_str());
                     }
                 }
-                // Claim idempotency keys in index order (see Rollups::write).
-                let mut keys: Vec<(i64, i64, usize)> = block
-                    .events
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (e.ts_ms, event_uid(job.owner, &e.node, &e.id), i))
-                    .collect();
-                keys.sort_unstable();
-                let mut is_fresh = vec![false; block.events.len()];
-                for (ts_ms, uid, i) in keys {
-                    is_fresh[i] = claim.execute(params![job.owner, ts_ms, uid])? == 1;
+                let mut is_fresh = Vec::with_capacity(block.keys.len());
+                for key in &block.keys {
+                    is_fresh.push(claims.claim(&tx, job.owner, *key)?);
                 }
                 let fresh: Vec<&Event> =
                     block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
@@ -295,6 +287,7 @@ fn ingest_batch(
             }
             outcomes.push(outcome);
         }
+        claims.write(&tx)?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
     let flushed = if flush_now(pending) { Some(pending.write(&tx)?) } else { None };
@@ -317,11 +310,17 @@ pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) 
         let cutoff_ms = before_day * apiary_model::time::MS_PER_DAY;
         let owners: Vec<i64> =
             tx.prepare("SELECT id FROM accounts")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let first_bucket = claims::first_bucket_of_day(before_day);
         for owner in owners {
             n += tx.execute(
                 "DELETE FROM event_uids WHERE (owner, ts_ms, uid) IN
                    (SELECT owner, ts_ms, uid FROM event_uids WHERE owner = ?1 AND ts_ms < ?2 LIMIT ?3)",
                 params![owner, cutoff_ms, limit as i64],
+            )?;
+            n += tx.execute(
+                "DELETE FROM event_key_chunks WHERE (owner, bucket, seq) IN
+                   (SELECT owner, bucket, seq FROM event_key_chunks WHERE owner = ?1 AND bucket < ?2 LIMIT ?3)",
+                params![owner, first_bucket, limit as i64],
             )?;
         }
         if n == 0 {

@@ -33,7 +33,9 @@ struct Tally {
 }
 
 pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(settings)?;
+    // Nothing reads this process's store while it loads: rollups merge in
+    // memory across chunks instead of being written after each.
+    let store = super::open_store_with(settings, settings.bulk_load_store_options())?;
     let owner = store
         .list_accounts()?
         .into_iter()
@@ -68,7 +70,10 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (tx, rx) = mpsc::sync_channel::<Chunk>(4);
     let rx = Arc::new(Mutex::new(rx));
-    let workers: Vec<_> = (0..2)
+    // Twice as many workers as cores: each waits for its chunk's commit
+    // before parsing the next, and the others keep the cores busy meanwhile.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers: Vec<_> = (0..(2 * cores).clamp(2, 8))
         .map(|_| {
             let (rx, store, tally, intel) = (rx.clone(), store.clone(), tally.clone(), intel.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {

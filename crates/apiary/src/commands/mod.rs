@@ -26,7 +26,14 @@ pub fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
 
 /// Opens the embedded store in the configured data directory.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Arc<apiary_store::SqliteStore>> {
-    let store = apiary_store::SqliteStore::open(&settings.data_dir, settings.store_options())
+    open_store_with(settings, settings.store_options())
+}
+
+pub fn open_store_with(
+    settings: &Settings,
+    options: apiary_store::SqliteOptions,
+) -> anyhow::Result<Arc<apiary_store::SqliteStore>> {
+    let store = apiary_store::SqliteStore::open(&settings.data_dir, options)
         .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
     Ok(Arc::new(store))
 }
