@@ -192,7 +192,7 @@ impl Claims {
                 .get_ref(1)?
                 .as_blob()
                 .map_err(|e| StoreError::Invalid(format!("idempotency key chunk {seq} of bucket {bucket}: {e}")))?;
-            if bytes.len() % KEY_BYTES != 0 {
+            if !bytes.len().is_multiple_of(KEY_BYTES) {
                 return Err(StoreError::Invalid(format!(
                     "idempotency key chunk {seq} of bucket {bucket} is {} bytes, not a multiple of {KEY_BYTES}",
                     bytes.len()

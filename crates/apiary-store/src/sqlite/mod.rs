@@ -20,7 +20,7 @@ mod writer;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -78,6 +78,9 @@ pub struct SqliteStore {
     cve_cache: Arc<HostCache<Vec<CveSighting>>>,
 }
 
+/// How long a connection waits for another one's lock before it fails.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often the checkpointer copies committed WAL frames into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// A WAL larger than this is truncated even if that briefly stalls the writer.
@@ -85,13 +88,16 @@ const WAL_TRUNCATE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Copies WAL frames into the database file on its own thread and
 /// connection, so the writer never spends its time checkpointing.
-fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
+/// Each completed checkpoint bumps `done`, telling the writer it may let
+/// the WAL start over (see `writer::restart_wal`).
+fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(CHECKPOINT_EVERY);
         let big = std::fs::metadata(&wal).map(|m| m.len() > WAL_TRUNCATE_BYTES).unwrap_or(false);
         let mode = if big { "TRUNCATE" } else { "PASSIVE" };
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            Ok(()) => drop(done.fetch_add(1, Ordering::Relaxed)),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
         }
     }
 }
@@ -101,7 +107,7 @@ fn open_connection(path: &Path, opts: &SqliteOptions) -> Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if opts.fsync { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "cache_size", -(i64::from(opts.cache_mib) * 1024))?;
@@ -138,9 +144,11 @@ impl SqliteStore {
         let checkpoint_conn = open_connection(&path, &opts)?;
         let wal = data_dir.join(format!("{}-wal", schema::MAIN.name));
         let flag = stop.clone();
+        let checkpoints = Arc::new(AtomicU64::new(0));
+        let done = checkpoints.clone();
         let checkpointer = std::thread::Builder::new()
             .name("apiary-checkpoint".into())
-            .spawn(move || run_checkpointer(checkpoint_conn, wal, flag))
+            .spawn(move || run_checkpointer(checkpoint_conn, wal, flag, done))
             .map_err(|source| StoreError::Io { path: "checkpoint thread".into(), source })?;
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let history_cache = Arc::new(HostCache::default());
@@ -148,7 +156,7 @@ impl SqliteStore {
         let defer = if opts.bulk_load { writer::Rollup::Deferred } else { writer::Rollup::WhenIdle };
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, pending, defer, &cache))
+            .spawn(move || writer::run(conn, rx, pending, defer, &checkpoints, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;
