@@ -257,7 +257,7 @@ fn rollups_a_killed_run_never_wrote_are_rebuilt_at_open() {
     // What a kill leaves: every event stored, none of its increments.
     let db = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
     db.execute_batch(
-        "DELETE FROM host_hour_all; DELETE FROM host_hour; DELETE FROM service_hour; DELETE FROM ip_day;
+        "DELETE FROM bad_host_hour; DELETE FROM service_hour; DELETE FROM ip_day;
          DELETE FROM days; DELETE FROM day_owner; DELETE FROM month_stats; DELETE FROM month_service;
          DELETE FROM month_host; UPDATE meta SET value = 0 WHERE key = 'rollup_hwm';",
     )

@@ -376,51 +376,43 @@ impl Store for SqliteStore {
         let conn = self.readers.get()?;
         let hour = hour_number(since_ms);
         let map = |r: &Row| Ok(BadHost { host: r.get(0)?, count: r.get::<_, i64>(1)? as u64, last_ms: r.get(2)? });
-        const TAIL: &str = "GROUP BY host ORDER BY 2 DESC, host";
-        let rows: Vec<BadHost> = match (&filter.service, filter.owner) {
-            (None, None) => {
-                let mut st = conn.prepare_cached(&format!(
-                    "SELECT host, sum(count), max(last_ms) FROM host_hour_all WHERE hour >= ?1 {TAIL}"
-                ))?;
-                let rows = st.query_map([hour], map)?.collect::<rusqlite::Result<_>>()?;
-                rows
+        if filter.service.is_none() && filter.owner.is_none() {
+            let mut st = conn.prepare_cached(
+                "SELECT host, sum(count), max(last_ms) FROM bad_host_hour WHERE hour >= ?1
+                 GROUP BY host ORDER BY 2 DESC, host",
+            )?;
+            let rows = st.query_map([hour], map)?.collect::<rusqlite::Result<_>>()?;
+            return Ok(rows);
+        }
+        // A filtered list reads only its own rows: the per-service counts
+        // name the (hour, service, account) slices there are, and each is
+        // one seek. Service names are matched case-insensitively but stored
+        // as sensors report them.
+        let mut st = conn.prepare_cached("SELECT hour, service, owner FROM service_hour WHERE hour >= ?1")?;
+        let mut slices: Vec<(i64, String, AccountId)> = Vec::new();
+        for slice in st.query_map([hour], |r| Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?)))? {
+            let (hour, service, owner) = slice?;
+            if filter.service.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&service))
+                && filter.owner.is_none_or(|o| o == owner)
+            {
+                slices.push((hour, service, owner));
             }
-            (None, Some(owner)) => {
-                let mut st = conn.prepare_cached(&format!(
-                    "SELECT host, sum(count), max(last_ms) FROM host_hour WHERE owner = ?1 AND hour >= ?2 {TAIL}"
-                ))?;
-                let rows = st.query_map(params![owner, hour], map)?.collect::<rusqlite::Result<_>>()?;
-                rows
+        }
+        let mut all = std::collections::HashMap::<String, (u64, i64)>::new();
+        let mut st = conn.prepare_cached(
+            "SELECT host, count, last_ms FROM bad_host_hour WHERE hour = ?1 AND service = ?2 AND owner = ?3",
+        )?;
+        for (hour, service, owner) in slices {
+            for row in st.query_map(params![hour, service, owner], map)? {
+                let row = row?;
+                let e = all.entry(row.host).or_default();
+                e.0 += row.count;
+                e.1 = e.1.max(row.last_ms);
             }
-            (Some(service), owner) => {
-                // Service names are matched case-insensitively, but stored as
-                // sensors report them: resolve the spellings first so that
-                // the main query can use the primary key.
-                let names: Vec<String> =
-                    service_rows(&conn, "SELECT DISTINCT service, 0 FROM service_hour WHERE hour >= ?1", [hour])?
-                        .into_iter()
-                        .map(|s| s.service)
-                        .filter(|s| s.eq_ignore_ascii_case(service))
-                        .collect();
-                let mut all = std::collections::HashMap::<String, (u64, i64)>::new();
-                let mut st = conn.prepare_cached(
-                    "SELECT host, sum(count), max(last_ms) FROM host_hour
-                     WHERE service = ?1 AND hour >= ?2 AND (?3 IS NULL OR owner = ?3) GROUP BY host",
-                )?;
-                for name in names {
-                    for row in st.query_map(params![name, hour, owner], map)? {
-                        let row = row?;
-                        let e = all.entry(row.host).or_default();
-                        e.0 += row.count;
-                        e.1 = e.1.max(row.last_ms);
-                    }
-                }
-                let mut rows: Vec<BadHost> =
-                    all.into_iter().map(|(host, (count, last_ms))| BadHost { host, count, last_ms }).collect();
-                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.host.cmp(&b.host)));
-                rows
-            }
-        };
+        }
+        let mut rows: Vec<BadHost> =
+            all.into_iter().map(|(host, (count, last_ms))| BadHost { host, count, last_ms }).collect();
+        rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.host.cmp(&b.host)));
         Ok(rows)
     }
 

@@ -1,6 +1,6 @@
 //! Rollup increments, merged in memory per key before they are written.
 //!
-//! Every stored event bumps eight rollups (bad hosts per hour, services, IP
+//! Every stored event bumps seven rollups (bad hosts per hour, services, IP
 //! history per day, sensor-data counts, month stats); a session's events
 //! share their keys, so they are merged here first. Writing them was half of
 //! the writer thread's work per event, much of it rewriting the same rollup
@@ -39,8 +39,7 @@ type Service = u32;
 pub(crate) struct Rollups {
     services: Vec<String>,
     service_ids: FxHashMap<String, Service>,
-    host_hour_all: FxHashMap<(i64, IpAddr), (u64, i64)>,
-    host_hour: FxHashMap<(Service, i64, IpAddr, AccountId), (u64, i64)>,
+    host_hour: FxHashMap<(i64, Service, AccountId, IpAddr), (u64, i64)>,
     service_hour: FxHashMap<(i64, Service, AccountId), u64>,
     ip_day: FxHashMap<(i64, IpAddr, Service), (u64, u32)>,
     day_owner: FxHashMap<(i64, AccountId), u64>,
@@ -85,7 +84,7 @@ impl Rollups {
 
     /// Distinct keys held, the measure of memory and of the write to come.
     pub fn keys(&self) -> usize {
-        self.host_hour_all.len() + self.host_hour.len() + self.ip_day.len() + self.month_host.len()
+        self.host_hour.len() + self.ip_day.len() + self.month_host.len()
     }
 
     /// Forgets the increments once written up to `hwm` (what
@@ -95,7 +94,6 @@ impl Rollups {
         self.base_hwm = hwm;
         self.events = 0;
         self.since = None;
-        self.host_hour_all.clear();
         self.host_hour.clear();
         self.service_hour.clear();
         self.ip_day.clear();
@@ -140,8 +138,7 @@ impl Rollups {
             v.0 += 1;
             v.1 = v.1.max(ts_ms);
         };
-        bump(self.host_hour_all.entry((hour, host)).or_default());
-        bump(self.host_hour.entry((service, hour, host, owner)).or_default());
+        bump(self.host_hour.entry((hour, service, owner, host)).or_default());
         *self.service_hour.entry((hour, service, owner)).or_default() += 1;
         let day_row = self.ip_day.entry((day, host, service)).or_default();
         day_row.0 += 1;
@@ -185,29 +182,19 @@ impl Rollups {
     fn write_increments(&self, tx: &Transaction) -> Result<()> {
         let name = |s: Service| self.services[s as usize].as_str();
         let mut st = tx.prepare_cached(
-            "INSERT INTO host_hour_all (hour, host, count, last_ms) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO bad_host_hour (hour, service, owner, host, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
         )?;
         // Rows go in key order: each B-tree page is then visited once per
         // transaction instead of once per row.
-        let mut rows: Vec<_> =
-            self.host_hour_all.iter().map(|((hour, host), v)| (*hour, host.to_string(), *v)).collect();
-        rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (hour, host, (count, last)) in rows {
-            st.execute(params![hour, host, count as i64, last])?;
-        }
-        let mut st = tx.prepare_cached(
-            "INSERT INTO host_hour (service, hour, host, owner, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
-        )?;
         let mut rows: Vec<_> = self
             .host_hour
             .iter()
-            .map(|((service, hour, host, owner), v)| (name(*service), *hour, host.to_string(), *owner, *v))
+            .map(|((hour, service, owner, host), v)| (*hour, name(*service), *owner, host.to_string(), *v))
             .collect();
-        rows.sort_unstable_by(|a, b| (a.0, a.1, &a.2, a.3).cmp(&(b.0, b.1, &b.2, b.3)));
-        for (service, hour, host, owner, (count, last)) in rows {
-            st.execute(params![service, hour, host, owner, count as i64, last])?;
+        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+        for (hour, service, owner, host, (count, last)) in rows {
+            st.execute(params![hour, service, owner, host, count as i64, last])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO service_hour (hour, service, owner, count) VALUES (?1, ?2, ?3, ?4)

@@ -132,6 +132,20 @@ const MAIN_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (owner, bucket, seq)
     ) WITHOUT ROWID;
     "#,
+    // 4: one bad-hosts rollup instead of two tables and an index: keyed
+    // hour first, each filter (service, account) is a seek per hour, and
+    // the hosts of all of them a range of hours.
+    r#"
+    CREATE TABLE bad_host_hour (
+        hour INTEGER NOT NULL, service TEXT NOT NULL, owner INTEGER NOT NULL, host TEXT NOT NULL,
+        count INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+        PRIMARY KEY (hour, service, owner, host)
+    ) WITHOUT ROWID;
+    INSERT INTO bad_host_hour (hour, service, owner, host, count, last_ms)
+        SELECT hour, service, owner, host, count, last_ms FROM host_hour ORDER BY hour, service, owner, host;
+    DROP TABLE host_hour;
+    DROP TABLE host_hour_all;
+    "#,
 ];
 
 const PAYLOAD_MIGRATIONS: &[&str] = &[
@@ -206,4 +220,43 @@ pub fn migrate(conn: &mut Connection, schema: &Schema) -> Result<()> {
         tracing::info!(database = schema.name, version = version + 1, "applied schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_host_rollups_of_version_3_move_into_one_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("apiary.db")).unwrap();
+        let version_3 = Schema { name: "apiary.db", migrations: &MAIN_MIGRATIONS[..3] };
+        migrate(&mut conn, &version_3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO host_hour VALUES ('SSH', 490000, '192.0.2.1', 1, 7, 100), ('FTP', 490001, '192.0.2.1', 2, 1, 200);
+             INSERT INTO host_hour_all VALUES (490000, '192.0.2.1', 7, 100), (490001, '192.0.2.1', 1, 200);",
+        )
+        .unwrap();
+        migrate(&mut conn, &MAIN).unwrap();
+        let rows: Vec<(i64, String, i64, String, i64, i64)> = conn
+            .prepare("SELECT * FROM bad_host_hour ORDER BY hour")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (490000, "SSH".into(), 1, "192.0.2.1".into(), 7, 100),
+                (490001, "FTP".into(), 2, "192.0.2.1".into(), 1, 200)
+            ]
+        );
+        let old: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE name IN ('host_hour', 'host_hour_all')", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(old, 0);
+    }
 }
