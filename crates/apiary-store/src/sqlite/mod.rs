@@ -375,39 +375,46 @@ impl Store for SqliteStore {
     fn bad_hosts(&self, filter: &HostFilter, since_ms: i64) -> Result<Vec<BadHost>> {
         let conn = self.readers.get()?;
         let hour = hour_number(since_ms);
-        let map = |r: &Row| Ok(BadHost { host: r.get(0)?, count: r.get::<_, i64>(1)? as u64, last_ms: r.get(2)? });
-        if filter.service.is_none() && filter.owner.is_none() {
-            let mut st = conn.prepare_cached(
-                "SELECT host, sum(count), max(last_ms) FROM bad_host_hour WHERE hour >= ?1
-                 GROUP BY host ORDER BY 2 DESC, host",
-            )?;
-            let rows = st.query_map([hour], map)?.collect::<rusqlite::Result<_>>()?;
-            return Ok(rows);
-        }
-        // A filtered list reads only its own rows: the per-service counts
-        // name the (hour, service, account) slices there are, and each is
-        // one seek. Service names are matched case-insensitively but stored
-        // as sensors report them.
-        let mut st = conn.prepare_cached("SELECT hour, service, owner FROM service_hour WHERE hour >= ?1")?;
-        let mut slices: Vec<(i64, String, AccountId)> = Vec::new();
-        for slice in st.query_map([hour], |r| Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?)))? {
-            let (hour, service, owner) = slice?;
-            if filter.service.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&service))
-                && filter.owner.is_none_or(|o| o == owner)
-            {
-                slices.push((hour, service, owner));
+        // Summed per host here rather than by SQL's GROUP BY, which would
+        // build a temporary index of every row of the day (millions) where
+        // this holds one entry per host.
+        let mut all = rustc_hash::FxHashMap::<String, (u64, i64)>::default();
+        let mut add = |rows: &mut rusqlite::Rows<'_>| -> Result<()> {
+            while let Some(row) = rows.next()? {
+                let host = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                let (count, last_ms): (i64, i64) = (row.get(1)?, row.get(2)?);
+                let entry = match all.get_mut(host) {
+                    Some(entry) => entry,
+                    None => all.entry(host.to_owned()).or_default(),
+                };
+                entry.0 += count as u64;
+                entry.1 = entry.1.max(last_ms);
             }
-        }
-        let mut all = std::collections::HashMap::<String, (u64, i64)>::new();
-        let mut st = conn.prepare_cached(
-            "SELECT host, count, last_ms FROM bad_host_hour WHERE hour = ?1 AND service = ?2 AND owner = ?3",
-        )?;
-        for (hour, service, owner) in slices {
-            for row in st.query_map(params![hour, service, owner], map)? {
-                let row = row?;
-                let e = all.entry(row.host).or_default();
-                e.0 += row.count;
-                e.1 = e.1.max(row.last_ms);
+            Ok(())
+        };
+        if filter.service.is_none() && filter.owner.is_none() {
+            let mut st = conn.prepare_cached("SELECT host, count, last_ms FROM bad_host_hour WHERE hour >= ?1")?;
+            add(&mut st.query([hour])?)?;
+        } else {
+            // A filtered list reads only its own rows: the per-service counts
+            // name the (hour, service, account) slices there are, and each is
+            // one seek. Service names are matched case-insensitively but
+            // stored as sensors report them.
+            let mut st = conn.prepare_cached("SELECT hour, service, owner FROM service_hour WHERE hour >= ?1")?;
+            let mut slices: Vec<(i64, String, AccountId)> = Vec::new();
+            for slice in st.query_map([hour], |r| Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?)))? {
+                let (hour, service, owner) = slice?;
+                if filter.service.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&service))
+                    && filter.owner.is_none_or(|o| o == owner)
+                {
+                    slices.push((hour, service, owner));
+                }
+            }
+            let mut st = conn.prepare_cached(
+                "SELECT host, count, last_ms FROM bad_host_hour WHERE hour = ?1 AND service = ?2 AND owner = ?3",
+            )?;
+            for (hour, service, owner) in slices {
+                add(&mut st.query(params![hour, service, owner])?)?;
             }
         }
         let mut rows: Vec<BadHost> =
