@@ -153,10 +153,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let history_cache = Arc::new(HostCache::default());
         let cache = history_cache.clone();
-        let defer = if opts.bulk_load { writer::Rollup::Deferred } else { writer::Rollup::WhenIdle };
+        let rollup_flush = if opts.bulk_load { writer::RollupFlush::Deferred } else { writer::RollupFlush::WhenIdle };
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, pending, defer, &checkpoints, &cache))
+            .spawn(move || writer::run(conn, rx, pending, rollup_flush, &checkpoints, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;

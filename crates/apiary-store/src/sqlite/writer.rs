@@ -48,7 +48,7 @@ type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 /// When the rollups held in memory are written besides the age and size
 /// limits ([`FLUSH_INTERVAL`], [`MAX_PENDING_KEYS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rollup {
+pub(crate) enum RollupFlush {
     /// With the events, unless more ingest arrived during the transaction:
     /// a lone batch is visible in the rollups as soon as it is answered.
     WhenIdle,
@@ -75,7 +75,7 @@ pub(crate) fn run(
     mut conn: Connection,
     jobs: Receiver<Job>,
     mut pending: Rollups,
-    rollup: Rollup,
+    rollup_flush: RollupFlush,
     checkpoints: &AtomicU64,
     history_cache: &HostCache<Vec<IpHistoryRow>>,
 ) {
@@ -129,7 +129,7 @@ pub(crate) fn run(
             if carried.is_none() {
                 carried = jobs.try_recv().ok();
             }
-            (carried.is_none() && rollup == Rollup::WhenIdle)
+            (carried.is_none() && rollup_flush == RollupFlush::WhenIdle)
                 || rollups.age().is_some_and(|age| age >= FLUSH_INTERVAL)
                 || rollups.keys() >= MAX_PENDING_KEYS
         };
@@ -179,7 +179,9 @@ fn restart_wal(conn: &Connection) {
     let restarted = conn
         .busy_timeout(Duration::ZERO)
         .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())));
-    if let Err(e) = restarted.and_then(|()| conn.busy_timeout(BUSY_TIMEOUT)) {
+    // Whatever happened, the writer waits for locks again afterwards.
+    let restored = conn.busy_timeout(BUSY_TIMEOUT);
+    if let Err(e) = restarted.and(restored) {
         tracing::warn!(error = %e, "restarting the WAL");
     }
 }
