@@ -27,18 +27,22 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
         let mut acked = 0usize;
         loop {
+            // Event times are the second the batch is made: a sensor
+            // re-sends the very same events, so the retry below re-sends
+            // these bytes rather than a batch made again later.
+            let body = batch(acked, 500);
             let r = client
                 .post(format!("{api}/sensor/events"))
                 .header("X-HoneyDb-ApiId", &id)
                 .header("X-HoneyDb-ApiKey", &key)
-                .body(batch(acked, 500))
+                .body(body.clone())
                 .send();
             match r {
                 Ok(r) if r.status() == 200 => {
                     acked += 500;
                     seen.store(acked, std::sync::atomic::Ordering::SeqCst);
                 }
-                _ => return acked,
+                _ => return (acked, body),
             }
         }
     });
@@ -46,12 +50,12 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
     // machine may take a while to answer the first).
     eventually(60, "a few acknowledged batches", || progress.load(std::sync::atomic::Ordering::SeqCst) >= 1500);
     server.kill9();
-    let acked = sender.join().unwrap();
+    let (acked, in_flight) = sender.join().unwrap();
     assert!(acked > 0, "some batches were acknowledged before the kill");
 
     server.restart();
     // Re-send the batch that may have been in flight, as a sensor would.
-    let (status, body) = ingest_ndjson(&server, &creds, batch(acked, 500));
+    let (status, body) = ingest_ndjson(&server, &creds, in_flight);
     assert_eq!(status, 200, "{body}");
 
     let mut counts: HashMap<String, usize> = HashMap::new();
