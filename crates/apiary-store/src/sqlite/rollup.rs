@@ -39,7 +39,7 @@ type Service = u32;
 pub(crate) struct Rollups {
     services: Vec<String>,
     service_ids: FxHashMap<String, Service>,
-    host_hour: FxHashMap<(i64, Service, AccountId, IpAddr), (u64, i64)>,
+    bad_host_hour: FxHashMap<(i64, Service, AccountId, IpAddr), (u64, i64)>,
     service_hour: FxHashMap<(i64, Service, AccountId), u64>,
     ip_day: FxHashMap<(i64, IpAddr, Service), (u64, u32)>,
     day_owner: FxHashMap<(i64, AccountId), u64>,
@@ -84,7 +84,7 @@ impl Rollups {
 
     /// Distinct keys held, the measure of memory and of the write to come.
     pub fn keys(&self) -> usize {
-        self.host_hour.len() + self.ip_day.len() + self.month_host.len()
+        self.bad_host_hour.len() + self.ip_day.len() + self.month_host.len()
     }
 
     /// Forgets the increments once written up to `hwm` (what
@@ -94,7 +94,7 @@ impl Rollups {
         self.base_hwm = hwm;
         self.events = 0;
         self.since = None;
-        self.host_hour.clear();
+        self.bad_host_hour.clear();
         self.service_hour.clear();
         self.ip_day.clear();
         self.day_owner.clear();
@@ -138,7 +138,7 @@ impl Rollups {
             v.0 += 1;
             v.1 = v.1.max(ts_ms);
         };
-        bump(self.host_hour.entry((hour, service, owner, host)).or_default());
+        bump(self.bad_host_hour.entry((hour, service, owner, host)).or_default());
         *self.service_hour.entry((hour, service, owner)).or_default() += 1;
         let day_row = self.ip_day.entry((day, host, service)).or_default();
         day_row.0 += 1;
@@ -188,7 +188,7 @@ impl Rollups {
         // Rows go in key order: each B-tree page is then visited once per
         // transaction instead of once per row.
         let mut rows: Vec<_> = self
-            .host_hour
+            .bad_host_hour
             .iter()
             .map(|((hour, service, owner, host), v)| (*hour, name(*service), *owner, host.to_string(), *v))
             .collect();
