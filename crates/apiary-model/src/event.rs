@@ -259,34 +259,69 @@ pub(crate) struct WireRef<'a> {
     node: Option<FlexRef<'a>>,
     #[serde(borrow, default)]
     session: Option<FlexRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     date: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     time: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     millisecond: Option<FlexRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     date_time: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     protocol: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     service: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     local_host: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     local_port: Option<FlexRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     remote_host: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     remote_port: Option<FlexRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     data: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     bytes: Option<FlexRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     data_hash: Option<Cow<'a, str>>,
+}
+
+/// An optional string field, borrowed from the body unless it holds escapes.
+///
+/// `#[serde(borrow)]` borrows a `Cow<str>` field but not an `Option<Cow<str>>`:
+/// serde then falls back to `Cow`'s own `Deserialize`, which always copies.
+/// That was nine allocations (and copies, the payload's hex among them) per
+/// ingested event.
+fn borrowed_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+    impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+        type Value = Option<Cow<'a, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    deserializer.deserialize_option(Visitor(std::marker::PhantomData))
 }
 
 fn borrow_str(v: &Option<String>) -> Option<Cow<'_, str>> {
@@ -597,6 +632,26 @@ fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_fields_borrow_from_the_body_unless_escaped() {
+        let line = r#"{"id":"1","date":"2026-11-27","time":"08:00:00","service":"SSH","remote_host":"192.0.2.1","data":"4142","data_hash":null,"event":"RX\u0041"}"#;
+        let w: WireRef = serde_json::from_str(line).unwrap();
+        for (name, field) in [
+            ("date", &w.date),
+            ("time", &w.time),
+            ("service", &w.service),
+            ("remote_host", &w.remote_host),
+            ("data", &w.data),
+        ] {
+            assert!(matches!(field, Some(Cow::Borrowed(_))), "{name} was copied: {field:?}");
+        }
+        assert_eq!(w.data.as_deref(), Some("4142"));
+        assert!(w.data_hash.is_none() && w.protocol.is_none(), "null and absent are both none");
+        assert_eq!(w.event.as_deref(), Some("RXA"), "an escaped string is unescaped into a copy");
+        let err = serde_json::from_str::<WireRef>(r#"{"service": 22}"#).unwrap_err().to_string();
+        assert!(err.contains("expected a string"), "{err}");
+    }
 
     #[test]
     fn data_hashes_are_checked_in_either_case() {

@@ -18,7 +18,9 @@
 //!
 //! Environment: `BENCH_CONNS` (connections per run, default 4000),
 //! `OPENCANARY` (path to `opencanaryd`; default: look on PATH and in
-//! /tmp/oc-venv/bin), `BENCH_SKIP_OPENCANARY=1`.
+//! /tmp/oc-venv/bin), `BENCH_SKIP_OPENCANARY=1`, and for profiling one side
+//! alone (under `perf record`, say) `BENCH_ONLY=bare` or `BENCH_ONLY=apiary`:
+//! only that target, only Redis with 32 clients, without warm-up.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -400,8 +402,23 @@ fn main() {
             "{:<7} {:>7} {:>12} {:>14} {:>12} {:>9} {:>11}",
             "service", "clients", "bare conn/s", "apiary conn/s", "canary conn/s", "apiary/bare", "apiary/canary"
         );
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         for svc in [Svc::Telnet, Svc::Redis, Svc::Ftp] {
             for clients in [8, 32] {
+                if only == "bare" && svc.name() == "Redis" && clients == 32 {
+                    let (bare_addr, _t) = bare_server(svc).await;
+                    let cpu0 = own_cpu();
+                    let (ok, t) = drive(bare_addr, svc, clients, total).await;
+                    println!("BARE {ok} {:.0}/s cpu {:.0}", ok as f64 / t.as_secs_f64(), per_conn(own_cpu().saturating_sub(cpu0), total));
+                    continue;
+                }
+                if only == "apiary" && svc.name() == "Redis" && clients == 32 {
+                    let cpu0 = own_cpu();
+                    let (ours, _events, _tail) = apiary.run(svc, clients, total).await;
+                    println!("APIARY {ours:.0}/s cpu {:.0}", per_conn(own_cpu().saturating_sub(cpu0), total));
+                    continue;
+                }
+                if !only.is_empty() { continue; }
                 // Warm-up, then the three side by side.
                 let (bare_addr, bare_task) = bare_server(svc).await;
                 let _ = drive(bare_addr, svc, clients, total / 10).await;

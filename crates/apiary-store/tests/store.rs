@@ -303,6 +303,79 @@ fn two_writers_on_one_database_roll_every_event_up_once() {
     assert_eq!(store.month_stats(None).unwrap().map(|m| (m.total_events, m.total_remote_hosts)), Some((expected, 1)));
 }
 
+/// While batches keep coming, the writer keeps their rollup increments in
+/// memory (`sqlite/writer.rs`); every read of rollups must still count
+/// every event already answered.
+#[test]
+fn rollups_count_every_answered_batch_even_while_batches_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let acct = account(&store, Role::AllSensors);
+    let now = now_ms();
+    let host = "203.0.113.9";
+    let mut sent = 0u64;
+    for round in 0..5 {
+        // Back to back: after the first, each batch comes within the
+        // writer's idle gap of the one before, so its rollups are held.
+        let batch: Vec<Event> = (0..200).map(|i| event(&format!("r{round}-{i}"), now - 9000 + i, host)).collect();
+        store.ingest(acct.id, None, batch).unwrap();
+        sent += 200;
+        let since = now - 3_600_000;
+        let bad = store.bad_hosts(&HostFilter::default(), since).unwrap();
+        assert_eq!(bad.iter().find(|h| h.host == host).map(|h| h.count), Some(sent), "bad hosts, round {round}");
+        let history: u64 = store.ip_history(host.parse().unwrap()).unwrap().iter().map(|r| r.event_count).sum();
+        assert_eq!(history, sent, "IP history, round {round}");
+        let services = store.services(since).unwrap();
+        assert_eq!(services.iter().map(|s| s.count).sum::<u64>(), sent, "services, round {round}");
+        assert_eq!(store.sensor_data_count(day_number(now), None).unwrap(), sent, "count, round {round}");
+        assert_eq!(store.month_stats(None).unwrap().map(|m| m.total_events), Some(sent), "stats, round {round}");
+        // The next batch follows at once, with no read in between.
+        let batch: Vec<Event> = (0..100).map(|i| event(&format!("q{round}-{i}"), now - 8000 + i, host)).collect();
+        store.ingest(acct.id, None, batch).unwrap();
+        sent += 100;
+    }
+    assert_eq!(store.month_stats(None).unwrap().map(|m| m.total_events), Some(sent));
+}
+
+/// The writer remembers which of the month's hosts it stored and skips
+/// their rows afterwards (`sqlite/rollup.rs`): the month's distinct hosts
+/// must stay exact across writes, returning hosts, a host first stored by
+/// another process, and a reopen.
+#[test]
+fn a_months_distinct_hosts_stay_exact_as_hosts_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let acct = account(&first, Role::AllSensors);
+    let second = open(dir.path());
+    let now = now_ms();
+    let hosts = |store: &SqliteStore| store.month_stats(None).unwrap().map_or(0, |m| m.total_remote_hosts);
+    let ingest = |store: &SqliteStore, round: &str, hosts: &[&str]| {
+        let batch: Vec<Event> =
+            hosts.iter().enumerate().map(|(i, h)| event(&format!("{round}-{i}"), now - 9000 + i as i64, h)).collect();
+        store.ingest(acct.id, None, batch).unwrap();
+    };
+    ingest(&first, "a", &["192.0.2.1", "192.0.2.2", "192.0.2.1"]);
+    assert_eq!(hosts(&first), 2);
+    ingest(&first, "b", &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    assert_eq!(hosts(&first), 3, "returning hosts are not counted again");
+    ingest(&second, "c", &["192.0.2.4", "192.0.2.1"]);
+    // Read where it was ingested: another process sees the increments a
+    // writer holds only once that writer writes them (within a second).
+    assert_eq!(hosts(&second), 4);
+    ingest(&first, "d", &["192.0.2.4", "192.0.2.5", "2001:db8::1"]);
+    assert_eq!(hosts(&first), 6, "a host another process stored first is counted once");
+    first.close().unwrap();
+    second.close().unwrap();
+    let store = open(dir.path());
+    ingest(&store, "e", &["192.0.2.5", "2001:db8::1", "2001:db8::2"]);
+    assert_eq!(hosts(&store), 7);
+    let stored: i64 = rusqlite::Connection::open(dir.path().join("apiary.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM month_host", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 7);
+}
+
 #[test]
 fn two_writers_on_one_database_never_store_an_event_twice() {
     let dir = tempfile::tempdir().unwrap();

@@ -241,6 +241,7 @@ fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
     let pid = server.child.as_ref().map(|c| c.id()).unwrap_or(0);
     let cpu_before = cpu_secs(pid);
+    let clients_before = cpu_secs(std::process::id());
     let writer_before = writer_cpu_secs(pid);
     let payloads_before = payload_writer_cpu_secs(pid);
     let started = Instant::now();
@@ -271,15 +272,18 @@ fn http_load(server: &Server, creds: &Creds, load: Load) -> f64 {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid) - cpu_before;
+    let clients_cpu = cpu_secs(std::process::id()) - clients_before;
     let writer = writer_cpu_secs(pid) - writer_before;
     let payloads = payload_writer_cpu_secs(pid) - payloads_before;
     eprintln!(
         "server CPU: {cpu:.1} s over {secs:.1} s wall ({:.2} cores busy), {:.2} CPU-us per event, \
-         of which the event writer thread {:.2} and the payload writer thread {:.2}",
+         of which the event writer thread {:.2} and the payload writer thread {:.2}; \
+         the clients (this process) {:.2} cores",
         cpu / secs,
         cpu * 1e6 / total as f64,
         writer * 1e6 / total as f64,
-        payloads * 1e6 / total as f64
+        payloads * 1e6 / total as f64,
+        clients_cpu / secs,
     );
     total as f64 / secs
 }

@@ -37,7 +37,7 @@ use crate::{Result, Store, StoreError};
 use host_cache::HostCache;
 use payload::PayloadJob;
 use pool::Pool;
-use writer::{IngestJob, Job};
+use writer::{IngestJob, Job, WriterShared};
 
 /// Tuning of the embedded engine.
 #[derive(Debug, Clone)]
@@ -72,6 +72,9 @@ pub struct SqliteStore {
     payload_thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     quota: QuotaBook,
+    /// What the writer shares: whether rollups are pending (see
+    /// [`SqliteStore::settle_rollups`]).
+    writer_shared: Arc<WriterShared>,
     /// IP histories read lately; the event writer drops the hosts it touches.
     history_cache: Arc<HostCache<Vec<IpHistoryRow>>>,
     /// CVE sightings per host read lately; the payload writer drops the hosts it touches.
@@ -90,13 +93,13 @@ const WAL_TRUNCATE_BYTES: u64 = 512 * 1024 * 1024;
 /// connection, so the writer never spends its time checkpointing.
 /// Each completed checkpoint bumps `done`, telling the writer it may let
 /// the WAL start over (see `writer::restart_wal`).
-fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>, done: Arc<WriterShared>) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(CHECKPOINT_EVERY);
         let big = std::fs::metadata(&wal).map(|m| m.len() > WAL_TRUNCATE_BYTES).unwrap_or(false);
         let mode = if big { "TRUNCATE" } else { "PASSIVE" };
         match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            Ok(()) => drop(done.fetch_add(1, Ordering::Relaxed)),
+            Ok(()) => drop(done.checkpoints.fetch_add(1, Ordering::Relaxed)),
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
         }
     }
@@ -144,8 +147,9 @@ impl SqliteStore {
         let checkpoint_conn = open_connection(&path, &opts)?;
         let wal = data_dir.join(format!("{}-wal", schema::MAIN.name));
         let flag = stop.clone();
-        let checkpoints = Arc::new(AtomicU64::new(0));
-        let done = checkpoints.clone();
+        let writer_shared = Arc::new(WriterShared { checkpoints: AtomicU64::new(0), unrolled: AtomicBool::new(false) });
+        let done = writer_shared.clone();
+        let shared = writer_shared.clone();
         let checkpointer = std::thread::Builder::new()
             .name("apiary-checkpoint".into())
             .spawn(move || run_checkpointer(checkpoint_conn, wal, flag, done))
@@ -156,7 +160,7 @@ impl SqliteStore {
         let rollup_flush = if opts.bulk_load { writer::RollupFlush::Deferred } else { writer::RollupFlush::WhenIdle };
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, pending, rollup_flush, &checkpoints, &cache))
+            .spawn(move || writer::run(conn, rx, pending, rollup_flush, &shared, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;
@@ -184,6 +188,7 @@ impl SqliteStore {
             payload_thread: Mutex::new(Some(payload_thread)),
             checkpointer: Mutex::new(Some((stop, checkpointer))),
             quota: QuotaBook::default(),
+            writer_shared,
             history_cache,
             cve_cache,
         })
@@ -199,6 +204,21 @@ impl SqliteStore {
 
     fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
         writer::call(&self.sender()?, f)
+    }
+
+    /// Before a read of rollups: if the writer holds increments of events
+    /// already answered (it merges them while batches keep coming), has it
+    /// write them, so that every answered event is counted. Costs nothing
+    /// when none are pending.
+    fn settle_rollups(&self) -> Result<()> {
+        if !self.writer_shared.unrolled.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.write(|_| Ok(())) {
+            // A closed store has written everything it held.
+            Err(StoreError::Closed) => Ok(()),
+            other => other,
+        }
     }
 
     /// Flushes and stops the writer, waiting for queued work to finish.
@@ -379,6 +399,7 @@ impl Store for SqliteStore {
     }
 
     fn bad_hosts(&self, filter: &HostFilter, since_ms: i64) -> Result<Vec<BadHost>> {
+        self.settle_rollups()?;
         let conn = self.readers.get()?;
         let hour = hour_number(since_ms);
         // Summed per host here rather than by SQL's GROUP BY, which would
@@ -430,6 +451,7 @@ impl Store for SqliteStore {
     }
 
     fn services(&self, since_ms: i64) -> Result<Vec<ServiceCount>> {
+        self.settle_rollups()?;
         let conn = self.readers.get()?;
         service_rows(
             &conn,
@@ -457,6 +479,7 @@ impl Store for SqliteStore {
     }
 
     fn sensor_data_count(&self, day: i64, owner: Option<AccountId>) -> Result<u64> {
+        self.settle_rollups()?;
         let conn = self.readers.get()?;
         let n: i64 = conn.query_row(
             "SELECT coalesce(sum(count), 0) FROM day_owner WHERE day = ?1 AND (?2 IS NULL OR owner = ?2)",
@@ -467,6 +490,7 @@ impl Store for SqliteStore {
     }
 
     fn month_stats(&self, month: Option<i64>) -> Result<Option<MonthStats>> {
+        self.settle_rollups()?;
         let conn = self.readers.get()?;
         let row: Option<(i64, i64, i64)> = match month {
             Some(m) => conn
@@ -508,6 +532,7 @@ impl Store for SqliteStore {
 
     fn ip_history(&self, ip: IpAddr) -> Result<Arc<Vec<IpHistoryRow>>> {
         let ip = apiary_model::canonical_ip(ip);
+        self.settle_rollups()?;
         if let Some(rows) = self.history_cache.get(ip) {
             return Ok(rows);
         }
@@ -530,6 +555,7 @@ impl Store for SqliteStore {
     }
 
     fn asn_hosts(&self, from_day: i64, to_day: i64) -> Result<Vec<AsnHosts>> {
+        self.settle_rollups()?;
         let conn = self.readers.get()?;
         let mut st = conn.prepare_cached(
             "SELECT asn, count(DISTINCT host) FROM ip_day WHERE day BETWEEN ?1 AND ?2 AND asn != 0

@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -26,6 +26,10 @@ use crate::{Result, StoreError};
 
 /// Largest number of events committed in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 50_000;
+/// A pause in ingest this long means the stream of batches stopped: pending
+/// rollups are written then, and a batch arriving after such a pause (a lone
+/// one) has its rollups written with it.
+const IDLE_GAP: Duration = Duration::from_millis(50);
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
 
@@ -49,8 +53,10 @@ type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 /// limits ([`FLUSH_INTERVAL`], [`MAX_PENDING_KEYS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RollupFlush {
-    /// With the events, unless more ingest arrived during the transaction:
-    /// a lone batch is visible in the rollups as soon as it is answered.
+    /// Right after a lone batch (one after a pause of [`IDLE_GAP`]); while
+    /// batches keep coming, when the stream pauses for [`IDLE_GAP`].
+    /// Readers of rollups settle them first (see `unrolled`), so a batch is
+    /// always visible once answered.
     WhenIdle,
     /// Only at the limits and at shutdown: a bulk load, read after it ends.
     Deferred,
@@ -62,28 +68,50 @@ pub(crate) enum Job {
     Task(Task),
 }
 
+/// The writer's shared state besides its queue: what the store's other
+/// threads read.
+pub(crate) struct WriterShared {
+    /// Bumped by the checkpointer after each round (see [`restart_wal`]).
+    pub checkpoints: AtomicU64,
+    /// Set while committed events have rollup increments not yet written;
+    /// readers of rollups then send the writer any task, which writes them
+    /// first (read-your-writes). Set before the ingest that left them is
+    /// answered.
+    pub unrolled: AtomicBool,
+}
+
 /// Runs jobs until every sender is gone, keeping rollup increments in
 /// `pending` (empty, building on the `meta.rollup_hwm` that
 /// `SqliteStore::open` left). After each commit that wrote rollups, the
 /// hosts whose IP history changed are dropped from `history_cache`.
 ///
-/// Rollups are written with the events while the writer keeps up. When more
-/// ingest arrived during a transaction (the writer is the bottleneck), they
-/// are kept merging in memory and written at most [`FLUSH_INTERVAL`] later
-/// (or at [`MAX_PENDING_KEYS`]), before any other write and at shutdown.
+/// Rollups are written right after a lone batch is answered. While batches
+/// keep coming (a stream of them, even if each waits for the one before, as
+/// a client's do), they are kept merging in memory: writing them at every
+/// commit rewrote the same rollup pages to the WAL each time, a third of the
+/// writer's work under four clients. They are written when the stream
+/// pauses for [`IDLE_GAP`], at most [`FLUSH_INTERVAL`] later (or at
+/// [`MAX_PENDING_KEYS`]), before any other write, and at shutdown; always in
+/// a transaction of their own, after the answers, so that clients never wait
+/// for them.
 pub(crate) fn run(
     mut conn: Connection,
     jobs: Receiver<Job>,
     mut pending: Rollups,
     rollup_flush: RollupFlush,
-    checkpoints: &AtomicU64,
+    shared: &WriterShared,
     history_cache: &HostCache<Vec<IpHistoryRow>>,
 ) {
     let mut nodes = NodeCache::default();
     let mut claims = Claims::default();
     let mut checkpoint_seen = 0;
     let mut carried: Option<Job> = None;
+    let flush = |conn: &mut Connection, pending: &mut Rollups| {
+        flush_rollups(conn, pending, history_cache);
+        shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
+    };
     loop {
+        let waiting_since = Instant::now();
         let first = match carried.take() {
             Some(job) => job,
             None => match pending.age() {
@@ -91,19 +119,25 @@ pub(crate) fn run(
                     Ok(job) => job,
                     Err(_) => break,
                 },
-                Some(age) => match jobs.recv_timeout(FLUSH_INTERVAL.saturating_sub(age)) {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => {
-                        flush_rollups(&mut conn, &mut pending, history_cache);
-                        continue;
+                Some(age) => {
+                    let due = FLUSH_INTERVAL.saturating_sub(age);
+                    let wait = if rollup_flush == RollupFlush::WhenIdle { due.min(IDLE_GAP) } else { due };
+                    match jobs.recv_timeout(wait) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            flush(&mut conn, &mut pending);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
+                }
             },
         };
+        // A batch after a pause is a lone one: its rollups go with it.
+        let lone = waiting_since.elapsed() >= IDLE_GAP;
         let mut batch = match first {
             Job::Task(task) => {
-                flush_rollups(&mut conn, &mut pending, history_cache);
+                flush(&mut conn, &mut pending);
                 task(&mut conn);
                 continue;
             }
@@ -123,29 +157,34 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        // Rollups wait to be merged with the next group only while more
-        // work came in during this one (the writer is behind).
-        let flush_now = |rollups: &Rollups| {
-            if carried.is_none() {
-                carried = jobs.try_recv().ok();
-            }
-            (carried.is_none() && rollup_flush == RollupFlush::WhenIdle)
-                || rollups.age().is_some_and(|age| age >= FLUSH_INTERVAL)
-                || rollups.keys() >= MAX_PENDING_KEYS
-        };
-        match ingest_batch(&mut conn, &mut nodes, &mut claims, &batch, &mut pending, flush_now) {
-            Ok((outcomes, flushed)) => {
+        match ingest_batch(&mut conn, &mut nodes, &mut claims, &batch, &mut pending) {
+            Ok(outcomes) => {
                 claims.committed();
-                let round = checkpoints.load(Ordering::Relaxed);
+                let round = shared.checkpoints.load(Ordering::Relaxed);
                 if round != checkpoint_seen {
                     checkpoint_seen = round;
                     restart_wal(&conn);
                 }
-                if let Some(hwm) = flushed {
-                    rolled_up(&mut pending, hwm, history_cache);
-                }
+                // Before the answers: whoever got one and reads next must
+                // see that rollups are pending.
+                shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
+                }
+                // Rollups are written after the answers, in a transaction
+                // of their own: the clients parse their next batches
+                // meanwhile instead of waiting for a write of up to
+                // MAX_PENDING_KEYS rows. They wait to be merged with the
+                // next group unless this one was a lone batch and nothing
+                // more came in during it.
+                if carried.is_none() {
+                    carried = jobs.try_recv().ok();
+                }
+                if (lone && carried.is_none() && rollup_flush == RollupFlush::WhenIdle)
+                    || pending.age().is_some_and(|age| age >= FLUSH_INTERVAL)
+                    || pending.keys() >= MAX_PENDING_KEYS
+                {
+                    flush(&mut conn, &mut pending);
                 }
             }
             Err(e) => {
@@ -155,6 +194,7 @@ pub(crate) fn run(
                 // sees they match no stored event and rebuilds it.
                 nodes = NodeCache::default();
                 claims.forget();
+                shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
@@ -162,7 +202,7 @@ pub(crate) fn run(
             }
         }
     }
-    flush_rollups(&mut conn, &mut pending, history_cache);
+    flush(&mut conn, &mut pending);
 }
 
 /// Makes the next commit write the WAL from its first page again.
@@ -243,17 +283,14 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 }
 
 /// Stores a group of jobs in one transaction and returns each job's
-/// outcome. The events' rollup increments join `pending`, which is written
-/// in the same transaction when `flush_now` says so (then the second value
-/// is the `meta.rollup_hwm` written).
+/// outcome. The events' rollup increments join `pending`.
 fn ingest_batch(
     conn: &mut Connection,
     nodes: &mut NodeCache,
     claims: &mut Claims,
     jobs: &[IngestJob],
     pending: &mut Rollups,
-    flush_now: impl FnOnce(&Rollups) -> bool,
-) -> Result<(Vec<IngestOutcome>, Option<i64>)> {
+) -> Result<Vec<IngestOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     claims.begin(&tx)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
@@ -321,9 +358,8 @@ fn ingest_batch(
         claims.write(&tx)?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
-    let flushed = if flush_now(pending) { Some(pending.write(&tx)?) } else { None };
     tx.commit()?;
-    Ok((outcomes, flushed))
+    Ok(outcomes)
 }
 
 /// Deletes up to `limit` blocks of raw events of days before `before_day`,
