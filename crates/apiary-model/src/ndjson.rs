@@ -39,7 +39,7 @@ pub fn parse_batch(body: &[u8], max_events: usize, now_ms: i64) -> Result<Parsed
     let text = std::str::from_utf8(body).map_err(|_| BatchError::NotUtf8)?;
     let trimmed = text.trim_start();
     let mut batch = ParsedBatch::default();
-    let mut add = |index: usize, raw: &str| {
+    let add = |batch: &mut ParsedBatch, index: usize, raw: &str| {
         let result = serde_json::from_str::<WireRef>(raw)
             .map_err(|e| EventError::Json(e.to_string()))
             .and_then(|w| w.validate(now_ms));
@@ -53,16 +53,18 @@ pub fn parse_batch(body: &[u8], max_events: usize, now_ms: i64) -> Result<Parsed
         if items.len() > max_events {
             return Err(BatchError::TooMany { count: items.len(), limit: max_events });
         }
+        batch.events.reserve(items.len());
         for (index, raw) in items.iter().enumerate() {
-            add(index, raw.get());
+            add(&mut batch, index, raw.get());
         }
     } else {
         let lines: Vec<&str> = trimmed.lines().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() > max_events {
             return Err(BatchError::TooMany { count: lines.len(), limit: max_events });
         }
+        batch.events.reserve(lines.len());
         for (index, line) in lines.into_iter().enumerate() {
-            add(index, line);
+            add(&mut batch, index, line);
         }
     }
     Ok(batch)
