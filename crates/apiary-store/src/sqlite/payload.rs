@@ -21,6 +21,7 @@
 //! that were rolled back.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
 use apiary_model::time::{day_number, year_of_day};
@@ -69,8 +70,16 @@ pub(crate) struct PayloadJob {
 /// the event writer does) until every sender is gone.
 /// After each commit, the hosts with new CVE sightings are dropped from
 /// `cve_cache`.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<PayloadJob>, cve_cache: &HostCache<Vec<CveSighting>>) {
+/// After a checkpointer round (`rounds` moved), the WAL starts over, as the
+/// event writer's does (see `writer::restart_wal`).
+pub(crate) fn run(
+    mut conn: Connection,
+    jobs: Receiver<PayloadJob>,
+    rounds: &AtomicU64,
+    cve_cache: &HostCache<Vec<CveSighting>>,
+) {
     let mut writer = PayloadWriter::default();
+    let mut round_seen = 0;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         let mut total = group[0].facts.len();
@@ -105,6 +114,13 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<PayloadJob>, cve_cache: &
                 Ok(()) => Ok(()),
                 Err(e) => Err(StoreError::Invalid(format!("storing payload history failed: {e}"))),
             });
+        }
+        // Between transactions and after the answers: a restart may copy
+        // the frames committed since the checkpointer's round, and fsync.
+        let round = rounds.load(Ordering::Relaxed);
+        if round != round_seen {
+            round_seen = round;
+            super::writer::restart_wal(&conn);
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apiary_model::Event;
@@ -72,7 +73,7 @@ pub(crate) enum Job {
 /// threads read.
 pub(crate) struct WriterShared {
     /// Bumped by the checkpointer after each round (see [`restart_wal`]).
-    pub checkpoints: AtomicU64,
+    pub checkpoints: Arc<AtomicU64>,
     /// Set while committed events have rollup increments not yet written;
     /// readers of rollups then send the writer any task, which writes them
     /// first (read-your-writes). Set before the ingest that left them is
@@ -160,16 +161,18 @@ pub(crate) fn run(
         match ingest_batch(&mut conn, &mut nodes, &mut claims, &batch, &mut pending) {
             Ok(outcomes) => {
                 claims.committed();
-                let round = shared.checkpoints.load(Ordering::Relaxed);
-                if round != checkpoint_seen {
-                    checkpoint_seen = round;
-                    restart_wal(&conn);
-                }
                 // Before the answers: whoever got one and reads next must
                 // see that rollups are pending.
                 shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
+                }
+                // After the answers (a restart may fsync), between two
+                // transactions.
+                let round = shared.checkpoints.load(Ordering::Relaxed);
+                if round != checkpoint_seen {
+                    checkpoint_seen = round;
+                    restart_wal(&conn);
                 }
                 // Rollups are written after the answers, in a transaction
                 // of their own: the clients parse their next batches
@@ -215,7 +218,7 @@ pub(crate) fn run(
 /// `RESTART` checkpoint itself: it copies the few frames committed since,
 /// and the WAL starts over. It never waits: while a reader still uses old
 /// frames it gives up, and the next round tries again.
-fn restart_wal(conn: &Connection) {
+pub(crate) fn restart_wal(conn: &Connection) {
     let restarted = conn
         .busy_timeout(Duration::ZERO)
         .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())));
