@@ -70,8 +70,7 @@ pub struct SqliteStore {
     payload_readers: Pool,
     payload_writer: Mutex<Option<SyncSender<PayloadJob>>>,
     payload_thread: Mutex<Option<JoinHandle<()>>>,
-    /// The checkpointer threads, one per database, and their stop flag.
-    checkpointers: Mutex<Option<(Arc<AtomicBool>, Vec<JoinHandle<()>>)>>,
+    checkpointers: Mutex<Option<Checkpointers>>,
     quota: QuotaBook,
     /// What the writer shares: whether rollups are pending (see
     /// [`SqliteStore::settle_rollups`]).
@@ -105,6 +104,12 @@ fn run_checkpointer(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>, done:
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
         }
     }
+}
+
+/// The checkpointer threads, one per database, and their stop flag.
+struct Checkpointers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// Starts [`run_checkpointer`] for the database file `name` in `data_dir`.
@@ -199,7 +204,7 @@ impl SqliteStore {
             writer_thread: Mutex::new(Some(thread)),
             payload_writer: Mutex::new(Some(payload_tx)),
             payload_thread: Mutex::new(Some(payload_thread)),
-            checkpointers: Mutex::new(Some((stop, checkpointers))),
+            checkpointers: Mutex::new(Some(Checkpointers { stop, threads: checkpointers })),
             quota: QuotaBook::default(),
             writer_shared,
             history_cache,
@@ -245,7 +250,9 @@ impl SqliteStore {
         if let Some(t) = self.payload_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
-        if let Some((stop, threads)) = self.checkpointers.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(Checkpointers { stop, threads }) =
+            self.checkpointers.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
             stop.store(true, Ordering::Relaxed);
             for t in threads {
                 let _ = t.join();
