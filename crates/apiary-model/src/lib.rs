@@ -19,5 +19,5 @@ pub use event::{
     canonical_ip, md5_hex, Event, EventError, EventKind, Flex, Origin, Protocol, WireEvent, MAX_DATA_BYTES,
     MAX_SERVICE_LEN,
 };
-pub use ndjson::{parse_batch, BatchError, ParsedBatch, RejectedEvent};
+pub use ndjson::{parse_batch, parse_batch_on, BatchError, ParsedBatch, RejectedEvent};
 pub use payload::{PayloadFacts, PayloadValue};

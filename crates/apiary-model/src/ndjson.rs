@@ -36,10 +36,58 @@ pub enum BatchError {
 /// non-blank byte is `[`, NDJSON otherwise (blank lines are skipped and do not
 /// count as events).
 pub fn parse_batch(body: &[u8], max_events: usize, now_ms: i64) -> Result<ParsedBatch, BatchError> {
+    parse_batch_on(body, max_events, now_ms, 1)
+}
+
+/// Fewest events worth a thread of their own in [`parse_batch_on`].
+const MIN_EVENTS_PER_THREAD: usize = 1000;
+
+/// [`parse_batch`] on up to `threads` threads, each taking a contiguous part
+/// of the batch (of at least [`MIN_EVENTS_PER_THREAD`] events). For a server
+/// with fewer senders than cores: one large batch then no longer waits for
+/// one core to parse it while the others idle.
+pub fn parse_batch_on(body: &[u8], max_events: usize, now_ms: i64, threads: usize) -> Result<ParsedBatch, BatchError> {
     let text = std::str::from_utf8(body).map_err(|_| BatchError::NotUtf8)?;
     let trimmed = text.trim_start();
+    let items: Vec<&str> = if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| BatchError::NotArray(e.to_string()))?;
+        items.into_iter().map(RawValue::get).collect()
+    } else {
+        trimmed.lines().filter(|l| !l.trim().is_empty()).collect()
+    };
+    if items.len() > max_events {
+        return Err(BatchError::TooMany { count: items.len(), limit: max_events });
+    }
+    let threads = threads.clamp(1, (items.len() / MIN_EVENTS_PER_THREAD).max(1));
+    if threads == 1 {
+        return Ok(parse_items(&items, 0, now_ms));
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let parts: Vec<ParsedBatch> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || parse_items(part, i * per_thread, now_ms)))
+            .collect();
+        // A parsing thread only panics if parsing itself does, as it
+        // would on the calling thread: pass the panic on.
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
     let mut batch = ParsedBatch::default();
-    let add = |batch: &mut ParsedBatch, index: usize, raw: &str| {
+    batch.events.reserve(items.len());
+    for part in parts {
+        batch.events.extend(part.events);
+        batch.rejected.extend(part.rejected);
+    }
+    Ok(batch)
+}
+
+/// Parses and validates `items`, the first of which is event `first_index`
+/// of the batch.
+fn parse_items(items: &[&str], first_index: usize, now_ms: i64) -> ParsedBatch {
+    let mut batch = ParsedBatch { events: Vec::with_capacity(items.len()), rejected: Vec::new() };
+    for (i, raw) in items.iter().enumerate() {
+        let index = first_index + i;
         let result = serde_json::from_str::<WireRef>(raw)
             .map_err(|e| EventError::Json(e.to_string()))
             .and_then(|w| w.validate(now_ms));
@@ -47,27 +95,8 @@ pub fn parse_batch(body: &[u8], max_events: usize, now_ms: i64) -> Result<Parsed
             Ok(event) => batch.events.push((index, event)),
             Err(e) => batch.rejected.push(RejectedEvent { index, error: e.to_string() }),
         }
-    };
-    if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| BatchError::NotArray(e.to_string()))?;
-        if items.len() > max_events {
-            return Err(BatchError::TooMany { count: items.len(), limit: max_events });
-        }
-        batch.events.reserve(items.len());
-        for (index, raw) in items.iter().enumerate() {
-            add(&mut batch, index, raw.get());
-        }
-    } else {
-        let lines: Vec<&str> = trimmed.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.len() > max_events {
-            return Err(BatchError::TooMany { count: lines.len(), limit: max_events });
-        }
-        batch.events.reserve(lines.len());
-        for (index, line) in lines.into_iter().enumerate() {
-            add(&mut batch, index, line);
-        }
     }
-    Ok(batch)
+    batch
 }
 
 #[cfg(test)]
@@ -105,6 +134,31 @@ mod tests {
         assert!(escaped.contains("u002d"));
         let b = parse_batch(escaped.as_bytes(), 10, 1_800_000_000_000).unwrap();
         assert_eq!(b.events[0].1.session, "s-1");
+    }
+
+    #[test]
+    fn a_batch_parsed_on_several_threads_is_the_batch_parsed_on_one() {
+        let now = 1_800_000_000_000;
+        // 3,500 events, one bad line in every part, and blank lines that
+        // do not count: indexes must run on across the parts.
+        let mut body = String::new();
+        for i in 0..3500 {
+            if i % 1000 == 7 {
+                body.push_str("{\"id\": 17}\n\n");
+            } else {
+                body.push_str(&line(&format!("e{i}")));
+                body.push('\n');
+            }
+        }
+        let one = parse_batch(body.as_bytes(), 5000, now).unwrap();
+        for threads in [2, 3, 8] {
+            let many = parse_batch_on(body.as_bytes(), 5000, now, threads).unwrap();
+            assert_eq!(many.events, one.events, "{threads} threads");
+            assert_eq!(many.rejected, one.rejected, "{threads} threads");
+        }
+        assert_eq!(one.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), vec![7, 1007, 2007, 3007]);
+        assert_eq!(one.events.len(), 3496);
+        assert!(matches!(parse_batch_on(body.as_bytes(), 3499, now, 4), Err(BatchError::TooMany { .. })));
     }
 
     #[test]
