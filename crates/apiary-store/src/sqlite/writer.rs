@@ -29,7 +29,7 @@ use crate::{Result, StoreError};
 const MAX_EVENTS_PER_COMMIT: usize = 50_000;
 /// A pause in ingest this long means the stream of batches stopped: pending
 /// rollups are written then, and a batch arriving after such a pause (a lone
-/// one) has its rollups written with it.
+/// one) has its rollups written right after it.
 const IDLE_GAP: Duration = Duration::from_millis(50);
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
@@ -134,7 +134,7 @@ pub(crate) fn run(
                 }
             },
         };
-        // A batch after a pause is a lone one: its rollups go with it.
+        // A batch after a pause is a lone one: its rollups follow at once.
         let lone = waiting_since.elapsed() >= IDLE_GAP;
         let mut batch = match first {
             Job::Task(task) => {
