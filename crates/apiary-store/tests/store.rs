@@ -35,6 +35,15 @@ fn open(dir: &std::path::Path) -> SqliteStore {
     SqliteStore::open(dir, SqliteOptions::default()).unwrap()
 }
 
+/// Two stores open on one data directory, as two processes would have it,
+/// and an account made by the first.
+fn two_openers(dir: &std::path::Path) -> (SqliteStore, apiary_store::Account, SqliteStore) {
+    let first = open(dir);
+    let acct = account(&first, Role::AllSensors);
+    let second = open(dir);
+    (first, acct, second)
+}
+
 #[test]
 fn pruning_drops_old_raw_events_and_keeps_rollups() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,9 +286,7 @@ fn rollups_a_killed_run_never_wrote_are_rebuilt_at_open() {
 #[test]
 fn two_writers_on_one_database_roll_every_event_up_once() {
     let dir = tempfile::tempdir().unwrap();
-    let first = open(dir.path());
-    let acct = account(&first, Role::AllSensors);
-    let second = open(dir.path());
+    let (first, acct, second) = two_openers(dir.path());
     let now = now_ms();
     let host = "198.51.100.20";
     let mut expected = 0;
@@ -344,9 +351,7 @@ fn rollups_count_every_answered_batch_even_while_batches_keep_coming() {
 #[test]
 fn a_months_distinct_hosts_stay_exact_as_hosts_return() {
     let dir = tempfile::tempdir().unwrap();
-    let first = open(dir.path());
-    let acct = account(&first, Role::AllSensors);
-    let second = open(dir.path());
+    let (first, acct, second) = two_openers(dir.path());
     let now = now_ms();
     let hosts = |store: &SqliteStore| store.month_stats(None).unwrap().map_or(0, |m| m.total_remote_hosts);
     let ingest = |store: &SqliteStore, round: &str, hosts: &[&str]| {
@@ -379,9 +384,7 @@ fn a_months_distinct_hosts_stay_exact_as_hosts_return() {
 #[test]
 fn two_writers_on_one_database_never_store_an_event_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let first = open(dir.path());
-    let acct = account(&first, Role::AllSensors);
-    let second = open(dir.path());
+    let (first, acct, second) = two_openers(dir.path());
     let now = now_ms();
     // Both batches fall in the same seconds, so each writer has them loaded
     // when the other one commits.

@@ -53,8 +53,7 @@ pub(crate) async fn events(
         };
         // On every core: with fewer senders than cores, a batch would
         // otherwise be parsed on one while the others wait.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let batch = parse_batch_on(body, max_events, apiary_model::time::now_ms(), cores).map_err(|e| match e {
+        let batch = parse_batch_on(body, max_events, apiary_model::time::now_ms(), cores()).map_err(|e| match e {
             BatchError::TooMany { .. } => ApiError::PayloadTooLarge(e.to_string()),
             other => ApiError::BadRequest(other.to_string()),
         })?;
@@ -82,6 +81,13 @@ pub(crate) async fn events(
         "rejected": rejected,
     });
     Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+}
+
+/// The cores this process may use, asked once: the answer comes from the
+/// scheduler and cgroup files, which are not worth reading per request.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Decompresses at most `limit` bytes: a small gzip bomb must not become a

@@ -37,7 +37,7 @@ use crate::{Result, Store, StoreError};
 use host_cache::HostCache;
 use payload::PayloadJob;
 use pool::Pool;
-use writer::{IngestJob, Job, WriterShared};
+use writer::{IngestJob, Job};
 
 /// Tuning of the embedded engine.
 #[derive(Debug, Clone)]
@@ -72,9 +72,9 @@ pub struct SqliteStore {
     payload_thread: Mutex<Option<JoinHandle<()>>>,
     checkpointers: Mutex<Option<Checkpointers>>,
     quota: QuotaBook,
-    /// What the writer shares: whether rollups are pending (see
+    /// Set by the writer while it holds rollups of answered events (see
     /// [`SqliteStore::settle_rollups`]).
-    writer_shared: Arc<WriterShared>,
+    unrolled: Arc<AtomicBool>,
     /// IP histories read lately; the event writer drops the hosts it touches.
     history_cache: Arc<HostCache<Vec<IpHistoryRow>>>,
     /// CVE sightings per host read lately; the payload writer drops the hosts it touches.
@@ -168,17 +168,18 @@ impl SqliteStore {
         // Before anyone reads: what a killed run never rolled up.
         let pending = rollup::catch_up(&mut conn)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let writer_shared = Arc::new(WriterShared { checkpoints: Arc::default(), unrolled: AtomicBool::new(false) });
+        let checkpoints = Arc::new(AtomicU64::new(0));
         let mut checkpointers =
-            vec![spawn_checkpointer(data_dir, schema::MAIN.name, &opts, &stop, writer_shared.checkpoints.clone())?];
-        let shared = writer_shared.clone();
+            vec![spawn_checkpointer(data_dir, schema::MAIN.name, &opts, &stop, checkpoints.clone())?];
+        let unrolled = Arc::new(AtomicBool::new(false));
+        let writer_unrolled = unrolled.clone();
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let history_cache = Arc::new(HostCache::default());
         let cache = history_cache.clone();
         let rollup_flush = if opts.bulk_load { writer::RollupFlush::Deferred } else { writer::RollupFlush::WhenIdle };
         let thread = std::thread::Builder::new()
             .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, pending, rollup_flush, &shared, &cache))
+            .spawn(move || writer::run(conn, rx, pending, rollup_flush, &checkpoints, &writer_unrolled, &cache))
             .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;
@@ -206,7 +207,7 @@ impl SqliteStore {
             payload_thread: Mutex::new(Some(payload_thread)),
             checkpointers: Mutex::new(Some(Checkpointers { stop, threads: checkpointers })),
             quota: QuotaBook::default(),
-            writer_shared,
+            unrolled,
             history_cache,
             cve_cache,
         })
@@ -229,7 +230,7 @@ impl SqliteStore {
     /// write them, so that every answered event is counted. Costs nothing
     /// when none are pending.
     fn settle_rollups(&self) -> Result<()> {
-        if !self.writer_shared.unrolled.load(Ordering::SeqCst) {
+        if !self.unrolled.load(Ordering::SeqCst) {
             return Ok(());
         }
         match self.write(|_| Ok(())) {

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apiary_model::Event;
@@ -69,22 +68,15 @@ pub(crate) enum Job {
     Task(Task),
 }
 
-/// The writer's shared state besides its queue: what the store's other
-/// threads read.
-pub(crate) struct WriterShared {
-    /// Bumped by the checkpointer after each round (see [`restart_wal`]).
-    pub checkpoints: Arc<AtomicU64>,
-    /// Set while committed events have rollup increments not yet written;
-    /// readers of rollups then send the writer any task, which writes them
-    /// first (read-your-writes). Set before the ingest that left them is
-    /// answered.
-    pub unrolled: AtomicBool,
-}
-
 /// Runs jobs until every sender is gone, keeping rollup increments in
 /// `pending` (empty, building on the `meta.rollup_hwm` that
 /// `SqliteStore::open` left). After each commit that wrote rollups, the
 /// hosts whose IP history changed are dropped from `history_cache`.
+/// `checkpoints` is bumped by the checkpointer after each round (see
+/// [`restart_wal`]). `unrolled` is set while committed events have rollup
+/// increments not yet written, before the ingest that left them is
+/// answered: readers of rollups then send the writer any task, which writes
+/// them first (read-your-writes).
 ///
 /// Rollups are written right after a lone batch is answered. While batches
 /// keep coming (a stream of them, even if each waits for the one before, as
@@ -100,7 +92,8 @@ pub(crate) fn run(
     jobs: Receiver<Job>,
     mut pending: Rollups,
     rollup_flush: RollupFlush,
-    shared: &WriterShared,
+    checkpoints: &AtomicU64,
+    unrolled: &AtomicBool,
     history_cache: &HostCache<Vec<IpHistoryRow>>,
 ) {
     let mut nodes = NodeCache::default();
@@ -109,7 +102,7 @@ pub(crate) fn run(
     let mut carried: Option<Job> = None;
     let flush = |conn: &mut Connection, pending: &mut Rollups| {
         flush_rollups(conn, pending, history_cache);
-        shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
+        unrolled.store(!pending.is_empty(), Ordering::SeqCst);
     };
     loop {
         let waiting_since = Instant::now();
@@ -163,13 +156,13 @@ pub(crate) fn run(
                 claims.committed();
                 // Before the answers: whoever got one and reads next must
                 // see that rollups are pending.
-                shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
+                unrolled.store(!pending.is_empty(), Ordering::SeqCst);
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
                 // After the answers (a restart may fsync), between two
                 // transactions.
-                let round = shared.checkpoints.load(Ordering::Relaxed);
+                let round = checkpoints.load(Ordering::Relaxed);
                 if round != checkpoint_seen {
                     checkpoint_seen = round;
                     restart_wal(&conn);
@@ -197,7 +190,7 @@ pub(crate) fn run(
                 // sees they match no stored event and rebuilds it.
                 nodes = NodeCache::default();
                 claims.forget();
-                shared.unrolled.store(!pending.is_empty(), Ordering::SeqCst);
+                unrolled.store(!pending.is_empty(), Ordering::SeqCst);
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
