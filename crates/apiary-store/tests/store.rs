@@ -344,6 +344,38 @@ fn rollups_count_every_answered_batch_even_while_batches_keep_coming() {
     assert_eq!(store.month_stats(None).unwrap().map(|m| m.total_events), Some(sent));
 }
 
+/// Who sent what is logged with each commit and folded into the tables
+/// readers use later (`sqlite/payload.rs`); a read must still see every
+/// answered batch, by value, by host and by year, while batches keep coming.
+#[test]
+fn who_sent_what_shows_every_answered_batch_even_while_batches_keep_coming() {
+    use apiary_store::Page;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let acct = account(&store, Role::Community);
+    let now = now_ms();
+    let today = day_number(now);
+    let all = Page { offset: 0, limit: 10_000 };
+    let path = |round: usize| format!("/probe/{round}");
+    let md5 = |round: usize| apiary_model::PayloadValue::new(Some("http-path"), path(round), false).md5;
+    for round in 0..5usize {
+        let batch: Vec<Event> = (0..50)
+            .map(|i| {
+                let e =
+                    event(&format!("p{round}-{i}"), now - 9000 + i as i64, &format!("198.51.100.{}", round * 50 + i));
+                with_facts(e, &[(Some("http-path"), &path(round))], &[])
+            })
+            .collect();
+        store.ingest(acct.id, None, batch).unwrap();
+        let hosts = store.value_hosts(md5(round), today, today, all).unwrap();
+        assert_eq!(hosts.len(), 50, "hosts of this round's value, round {round}");
+        let sent = store.host_values(format!("198.51.100.{}", round * 50 + 49).parse().unwrap(), all).unwrap();
+        assert_eq!(sent.iter().map(|d| d.md5).collect::<Vec<_>>(), vec![md5(round)], "round {round}");
+        let years = store.payload_hosts_by_year(10_000).unwrap();
+        assert_eq!(years.iter().map(|y| y.hosts.len()).sum::<usize>(), 50 * (round + 1), "round {round}");
+    }
+}
+
 /// The writer remembers which of the month's hosts it stored and skips
 /// their rows afterwards (`sqlite/rollup.rs`): the month's distinct hosts
 /// must stay exact across writes, returning hosts, a host first stored by

@@ -1,6 +1,7 @@
 //! The byte encoding of the payload-history chunk logs (see `payload.rs`):
-//! lists of IP addresses and lists of value ids. Decoding never trusts the
-//! bytes: a malformed chunk is an error, never a panic.
+//! lists of IP addresses, lists of value ids, and the (value, day, host)
+//! facts of one transaction's `host_fact_log` row. Decoding never trusts
+//! the bytes: a malformed chunk is an error, never a panic.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -20,59 +21,107 @@ pub(crate) fn ip_key(ip: IpAddr) -> Vec<u8> {
 pub(crate) fn encode_hosts(hosts: &[IpAddr]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hosts.len() * 5);
     for ip in hosts {
-        let key = ip_key(*ip);
-        out.push(key.len() as u8);
-        out.extend_from_slice(&key);
+        push_host(&mut out, *ip);
     }
     out
 }
 
+fn push_host(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push(4);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(16);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+}
+
+/// Takes one address (length byte and octets) off the front of `bytes`.
+fn take_host(bytes: &mut &[u8]) -> Result<IpAddr, CorruptChunk> {
+    let (&len, rest) = bytes.split_first().ok_or(CorruptChunk("missing address"))?;
+    let len = usize::from(len);
+    let octets = rest.get(..len).ok_or(CorruptChunk("truncated address"))?;
+    let ip = match len {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(octets).map_err(|_| CorruptChunk("address"))?)),
+        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(octets).map_err(|_| CorruptChunk("address"))?)),
+        _ => return Err(CorruptChunk("address length")),
+    };
+    *bytes = &rest[len..];
+    Ok(ip)
+}
+
 pub(crate) fn decode_hosts(mut bytes: &[u8]) -> Result<Vec<IpAddr>, CorruptChunk> {
     let mut out = Vec::new();
-    while let Some((&len, rest)) = bytes.split_first() {
-        let len = usize::from(len);
-        let octets = rest.get(..len).ok_or(CorruptChunk("truncated address"))?;
-        out.push(match len {
-            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(octets).map_err(|_| CorruptChunk("address"))?)),
-            16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(octets).map_err(|_| CorruptChunk("address"))?)),
-            _ => return Err(CorruptChunk("address length")),
-        });
-        bytes = &rest[len..];
+    while !bytes.is_empty() {
+        out.push(take_host(&mut bytes)?);
     }
     Ok(out)
+}
+
+/// One LEB128 varint (any i64, as its 64 bits).
+fn push_varint(out: &mut Vec<u8>, id: i64) {
+    let mut v = id as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Takes one varint off the front of `bytes`.
+fn take_varint(bytes: &mut &[u8]) -> Result<i64, CorruptChunk> {
+    let (mut v, mut shift) = (0u64, 0u32);
+    for (i, &b) in bytes.iter().enumerate() {
+        if shift > 63 {
+            return Err(CorruptChunk("varint too long"));
+        }
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Ok(v as i64);
+        }
+        shift += 7;
+    }
+    Err(CorruptChunk("truncated varint"))
 }
 
 /// Value ids as LEB128 varints.
 pub(crate) fn encode_ids(ids: &[i64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ids.len() * 3);
     for &id in ids {
-        let mut v = id as u64;
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
+        push_varint(&mut out, id);
     }
     out
 }
 
-pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, CorruptChunk> {
+pub(crate) fn decode_ids(mut bytes: &[u8]) -> Result<Vec<i64>, CorruptChunk> {
     let mut out = Vec::new();
-    let (mut v, mut shift) = (0u64, 0u32);
-    for &b in bytes {
-        if shift > 63 {
-            return Err(CorruptChunk("varint too long"));
-        }
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            out.push(v as i64);
-            (v, shift) = (0, 0);
-        } else {
-            shift += 7;
-        }
+    while !bytes.is_empty() {
+        out.push(take_varint(&mut bytes)?);
     }
-    if shift != 0 {
-        return Err(CorruptChunk("truncated varint"));
+    Ok(out)
+}
+
+/// (value id, day, host) facts: two varints and an address each.
+pub(crate) fn encode_facts(facts: &[(i64, i64, IpAddr)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(facts.len() * 10);
+    for &(value, day, host) in facts {
+        push_varint(&mut out, value);
+        push_varint(&mut out, day);
+        push_host(&mut out, host);
+    }
+    out
+}
+
+pub(crate) fn decode_facts(mut bytes: &[u8]) -> Result<Vec<(i64, i64, IpAddr)>, CorruptChunk> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let value = take_varint(&mut bytes)?;
+        let day = take_varint(&mut bytes)?;
+        out.push((value, day, take_host(&mut bytes)?));
     }
     Ok(out)
 }
@@ -85,8 +134,10 @@ mod tests {
     fn round_trips() {
         let hosts: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "2001:db8::7".parse().unwrap()];
         assert_eq!(decode_hosts(&encode_hosts(&hosts)).unwrap(), hosts);
-        let ids = vec![1, 127, 128, 300, i64::MAX];
+        let ids = vec![1, 127, 128, 300, i64::MAX, -1];
         assert_eq!(decode_ids(&encode_ids(&ids)).unwrap(), ids);
+        let facts = vec![(7, 20_419, hosts[0]), (300, -2, hosts[1]), (i64::MAX, 0, hosts[0])];
+        assert_eq!(decode_facts(&encode_facts(&facts)).unwrap(), facts);
     }
 
     #[test]
@@ -95,5 +146,9 @@ mod tests {
         assert!(decode_hosts(&[5, 1, 2, 3, 4, 5]).is_err());
         assert!(decode_ids(&[0x80]).is_err());
         assert!(decode_ids(&[0xff; 11]).is_err());
+        let whole = encode_facts(&[(7, 20_419, "192.0.2.1".parse().unwrap())]);
+        for cut in 1..whole.len() {
+            assert!(decode_facts(&whole[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

@@ -75,6 +75,9 @@ pub struct SqliteStore {
     /// Set by the writer while it holds rollups of answered events (see
     /// [`SqliteStore::settle_rollups`]).
     unrolled: Arc<AtomicBool>,
+    /// Set by the payload writer while answered facts wait in its log (see
+    /// [`SqliteStore::settle_payloads`]).
+    unfolded: Arc<AtomicBool>,
     /// IP histories read lately; the event writer drops the hosts it touches.
     history_cache: Arc<HostCache<Vec<IpHistoryRow>>>,
     /// CVE sightings per host read lately; the payload writer drops the hosts it touches.
@@ -188,14 +191,20 @@ impl SqliteStore {
         // (a checkpoint's fsyncs held the payload writer, and every ingest
         // answer with it, for a fifth of a bulk load's time).
         payload_conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
+        // Before anyone reads: what a killed run logged but never folded.
+        payload::recover(&mut payload_conn)?;
         let payload_rounds = Arc::new(AtomicU64::new(0));
         checkpointers.push(spawn_checkpointer(data_dir, schema::PAYLOADS.name, &opts, &stop, payload_rounds.clone())?);
         let (payload_tx, payload_rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let cve_cache = Arc::new(HostCache::default());
         let cache = cve_cache.clone();
+        let unfolded = Arc::new(AtomicBool::new(false));
+        let writer_unfolded = unfolded.clone();
         let payload_thread = std::thread::Builder::new()
             .name("apiary-payloads".into())
-            .spawn(move || payload::run(payload_conn, payload_rx, &payload_rounds, &cache))
+            .spawn(move || {
+                payload::run(payload_conn, payload_rx, rollup_flush, &payload_rounds, &writer_unfolded, &cache)
+            })
             .map_err(|source| StoreError::Io { path: "payload writer thread".into(), source })?;
         Ok(SqliteStore {
             readers: read_pool(path.clone(), &opts),
@@ -208,9 +217,28 @@ impl SqliteStore {
             checkpointers: Mutex::new(Some(Checkpointers { stop, threads: checkpointers })),
             quota: QuotaBook::default(),
             unrolled,
+            unfolded,
             history_cache,
             cve_cache,
         })
+    }
+
+    /// Before a read of who sent what: if the payload writer holds answered
+    /// facts in its log, not yet folded into the tables readers use, has it
+    /// fold them (as [`SqliteStore::settle_rollups`] does for rollups).
+    fn settle_payloads(&self) -> Result<()> {
+        if !self.unfolded.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(sender) = self.payload_writer.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            // A closed store has folded everything it held.
+            return Ok(());
+        };
+        let (reply, rx) = mpsc::sync_channel(1);
+        if sender.send(PayloadJob::Settle(reply)).is_err() {
+            return Ok(());
+        }
+        rx.recv().unwrap_or(Ok(()))
     }
 
     pub fn path(&self) -> &Path {
@@ -407,7 +435,10 @@ impl Store for SqliteStore {
         } else {
             let (reply, rx) = mpsc::sync_channel(1);
             let sender = self.payload_writer.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            sender.ok_or(StoreError::Closed)?.send(PayloadJob { facts, reply }).map_err(|_| StoreError::Closed)?;
+            sender
+                .ok_or(StoreError::Closed)?
+                .send(PayloadJob::Facts { facts, reply })
+                .map_err(|_| StoreError::Closed)?;
             Some(rx)
         };
         let (reply, rx) = mpsc::sync_channel(1);
@@ -603,14 +634,17 @@ impl Store for SqliteStore {
     }
 
     fn payload_hosts_by_year(&self, per_year: usize) -> Result<Vec<YearHosts>> {
+        self.settle_payloads()?;
         history::payload_hosts_by_year(&*self.payload_readers.get()?, per_year)
     }
 
     fn value_hosts(&self, md5: [u8; 16], from_day: i64, to_day: i64, page: Page) -> Result<Vec<DatedHost>> {
+        self.settle_payloads()?;
         history::value_hosts(&*self.payload_readers.get()?, md5, from_day, to_day, page)
     }
 
     fn host_values(&self, ip: IpAddr, page: Page) -> Result<Vec<DatedHash>> {
+        self.settle_payloads()?;
         history::host_values(&*self.payload_readers.get()?, ip, page)
     }
 

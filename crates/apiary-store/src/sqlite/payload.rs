@@ -19,10 +19,21 @@
 //! which costs only redundant (ignored) inserts, never a missing row.
 //! After a failed transaction every cache is cleared, because it may name rows
 //! that were rolled back.
+//!
+//! Who sent what (the two chunk logs and the per-year hosts) is keyed by
+//! host, so writing it with each commit touched a page per host: most of
+//! this writer's work. Each commit instead appends its new (value, day,
+//! host) facts as one row of `host_fact_log`, a sequential write, and keeps
+//! them in memory ([`Unfolded`]); they are folded into the chunk tables in a
+//! transaction of their own once a second, when ingest pauses, when a
+//! reader asks (`SqliteStore::settle_payloads`), and at shutdown. A run
+//! killed before a fold leaves its facts in the log, and the next open
+//! folds them ([`recover`]) before anyone reads.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use apiary_model::time::{day_number, year_of_day};
 use apiary_model::{Event, PayloadFacts};
@@ -31,7 +42,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::chunk;
 use super::host_cache::HostCache;
-use super::writer::Reply;
+use super::rollup::FLUSH_INTERVAL;
+use super::writer::{Reply, RollupFlush, IDLE_GAP};
 use crate::types::CveSighting;
 use crate::{Result, StoreError};
 
@@ -61,33 +73,74 @@ pub(crate) fn take_facts(events: &mut [Event]) -> Vec<EventFacts> {
         .collect()
 }
 
-pub(crate) struct PayloadJob {
-    pub facts: Vec<EventFacts>,
-    pub reply: Reply<()>,
+pub(crate) enum PayloadJob {
+    /// A batch's facts, answered once committed.
+    Facts { facts: Vec<EventFacts>, reply: Reply<()> },
+    /// Folds the logged who-sent-what facts into the chunk tables, then
+    /// answers: a reader's request (read-your-writes).
+    Settle(Reply<()>),
 }
 
+/// Most logged facts held in memory before they are folded (about 60 bytes each).
+const MAX_UNFOLDED_FACTS: usize = 300_000;
+
 /// The payload writer thread: commits queued jobs together (group commit, as
-/// the event writer does) until every sender is gone.
+/// the event writer does) until every sender is gone, then folds what is
+/// left in the log.
 /// After each commit, the hosts with new CVE sightings are dropped from
-/// `cve_cache`.
+/// `cve_cache`. `unfolded` is set, before the answers, while committed
+/// facts wait in the log; readers of who sent what then settle them.
+/// `fold` says when the log is folded besides the age and size limits, as
+/// for the event writer's rollups.
 /// After a checkpointer round (`rounds` moved), the WAL starts over, as the
 /// event writer's does (see `writer::restart_wal`).
 pub(crate) fn run(
     mut conn: Connection,
     jobs: Receiver<PayloadJob>,
+    fold: RollupFlush,
     rounds: &AtomicU64,
+    unfolded: &AtomicBool,
     cve_cache: &HostCache<Vec<CveSighting>>,
 ) {
     let mut writer = PayloadWriter::default();
     let mut round_seen = 0;
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        let mut total = group[0].facts.len();
+    let mut carried: Option<PayloadJob> = None;
+    let fold_now = |conn: &mut Connection, writer: &mut PayloadWriter| {
+        writer.fold_logged(conn);
+        unfolded.store(!writer.unfolded.is_empty(), Ordering::SeqCst);
+    };
+    loop {
+        let next = match (carried.take(), writer.unfolded.age()) {
+            (Some(job), _) => Ok(job),
+            (None, None) => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            (None, Some(age)) => {
+                let due = FLUSH_INTERVAL.saturating_sub(age);
+                jobs.recv_timeout(if fold == RollupFlush::WhenIdle { due.min(IDLE_GAP) } else { due })
+            }
+        };
+        let (mut group, mut total) = match next {
+            Ok(PayloadJob::Facts { facts, reply }) => (vec![(facts, reply)], 0),
+            Ok(PayloadJob::Settle(reply)) => {
+                fold_now(&mut conn, &mut writer);
+                let _ = reply.send(Ok(()));
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                fold_now(&mut conn, &mut writer);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        total += group[0].0.len();
         while total < MAX_FACTS_PER_COMMIT {
             match jobs.try_recv() {
-                Ok(job) => {
-                    total += job.facts.len();
-                    group.push(job);
+                Ok(PayloadJob::Facts { facts, reply }) => {
+                    total += facts.len();
+                    group.push((facts, reply));
+                }
+                Ok(settle) => {
+                    carried = Some(settle);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -95,22 +148,25 @@ pub(crate) fn run(
         let result = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut batch = PayloadBatch::default();
-            for f in group.iter().flat_map(|job| &job.facts) {
+            for f in group.iter().flat_map(|(facts, _)| facts) {
                 batch.add(f);
             }
             let hosts: Vec<IpAddr> = batch.cves.iter().map(|(_, _, host)| *host).collect();
-            writer.write(&tx, batch)?;
+            let logged = writer.write(&tx, batch)?;
             tx.commit()?;
+            writer.unfolded.extend(logged);
             cve_cache.invalidate(hosts);
             Ok::<_, StoreError>(())
         })();
         if let Err(e) = &result {
-            // The caches may name rows that were rolled back.
-            writer = PayloadWriter::default();
             tracing::error!(error = %e, "payload history transaction failed");
+            writer.reset(&conn);
         }
-        for job in group {
-            let _ = job.reply.send(match &result {
+        // Before the answers: whoever got one and reads next must see that
+        // facts wait in the log.
+        unfolded.store(!writer.unfolded.is_empty(), Ordering::SeqCst);
+        for (_, reply) in group {
+            let _ = reply.send(match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(StoreError::Invalid(format!("storing payload history failed: {e}"))),
             });
@@ -122,6 +178,79 @@ pub(crate) fn run(
             round_seen = round;
             super::writer::restart_wal(&conn);
         }
+        if writer.unfolded.age().is_some_and(|age| age >= FLUSH_INTERVAL) || writer.unfolded.len() >= MAX_UNFOLDED_FACTS
+        {
+            fold_now(&mut conn, &mut writer);
+        }
+    }
+    fold_now(&mut conn, &mut writer);
+}
+
+/// Before anyone reads: folds what a killed run left in `host_fact_log`.
+pub(crate) fn recover(conn: &mut Connection) -> Result<()> {
+    let mut writer = PayloadWriter { unfolded: Unfolded::load(conn)?, ..PayloadWriter::default() };
+    if writer.unfolded.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    writer.fold(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// One commit's new who-sent-what facts: their `host_fact_log` row, and the
+/// facts.
+type Logged = (i64, Vec<(ValueId, i64, IpAddr)>);
+
+/// Who-sent-what facts committed to `host_fact_log` and not yet folded into
+/// the chunk tables, grouped as the fold writes them.
+#[derive(Default)]
+struct Unfolded {
+    by_value: FxHashMap<(ValueId, i64), Vec<IpAddr>>,
+    by_host: FxHashMap<(IpAddr, i64), Vec<ValueId>>,
+    /// The log rows they came from, first and last (their seqs increase).
+    rows: Option<(i64, i64)>,
+    facts: usize,
+    since: Option<Instant>,
+}
+
+impl Unfolded {
+    fn extend(&mut self, (seq, facts): Logged) {
+        if facts.is_empty() {
+            return;
+        }
+        self.rows = Some(self.rows.map_or((seq, seq), |(first, _)| (first, seq)));
+        self.since.get_or_insert_with(Instant::now);
+        self.facts += facts.len();
+        for (value, day, host) in facts {
+            self.by_value.entry((value, day)).or_default().push(host);
+            self.by_host.entry((host, day)).or_default().push(value);
+        }
+    }
+
+    /// Everything in the log, as a killed run (or a failed transaction) left it.
+    fn load(conn: &Connection) -> Result<Unfolded> {
+        let mut unfolded = Unfolded::default();
+        let mut st = conn.prepare("SELECT seq, facts FROM host_fact_log ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let facts = chunk::decode_facts(row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            unfolded.extend((row.get(0)?, facts));
+        }
+        Ok(unfolded)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_none()
+    }
+
+    fn len(&self) -> usize {
+        self.facts
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.since.map(|t| t.elapsed())
     }
 }
 
@@ -137,7 +266,8 @@ type ValueId = i64;
 /// A service name's small integer in this writer's interning table.
 type ServiceId = u32;
 
-/// Caches that live as long as the writer thread.
+/// Caches that live as long as the writer thread, and the facts it logged
+/// but has not folded yet.
 #[derive(Default)]
 struct PayloadWriter {
     value_ids: FxHashMap<[u8; 16], ValueId>,
@@ -146,6 +276,7 @@ struct PayloadWriter {
     host_rows: FxHashSet<u64>,
     host_years: FxHashSet<(i32, IpAddr)>,
     cves: FxHashSet<(&'static str, i64, IpAddr)>,
+    unfolded: Unfolded,
 }
 
 /// A well-mixed 64-bit fingerprint of a (value, day, host) key.
@@ -167,10 +298,7 @@ struct PayloadBatch<'a> {
     arrival: Vec<[u8; 16]>,
     day_rows: FxHashSet<(i64, &'a str, &'static str, [u8; 16])>,
     host_rows: FxHashSet<([u8; 16], i64, IpAddr)>,
-    host_years: FxHashSet<(i32, IpAddr)>,
     cves: FxHashSet<(&'static str, i64, IpAddr)>,
-    /// The year of the last day seen (a calendar conversion per event is not free).
-    year_of_day: Option<(i64, i32)>,
 }
 
 impl<'a> PayloadBatch<'a> {
@@ -185,17 +313,6 @@ impl<'a> PayloadBatch<'a> {
             self.day_rows.insert((day, e.service.as_str(), v.attribute.unwrap_or(""), v.md5));
             self.host_rows.insert((v.md5, day, host));
         }
-        if !e.facts.values.is_empty() {
-            let year = match self.year_of_day {
-                Some((d, y)) if d == day => y,
-                _ => {
-                    let y = year_of_day(day);
-                    self.year_of_day = Some((day, y));
-                    y
-                }
-            };
-            self.host_years.insert((year, host));
-        }
         for cve in &e.facts.cves {
             self.cves.insert((cve, day, host));
         }
@@ -203,16 +320,89 @@ impl<'a> PayloadBatch<'a> {
 }
 
 impl PayloadWriter {
-    fn write(&mut self, tx: &Transaction, batch: PayloadBatch<'_>) -> Result<()> {
+    /// Writes a batch's facts, logging who sent what: the logged facts are
+    /// for [`Unfolded`] once the transaction commits.
+    fn write(&mut self, tx: &Transaction, batch: PayloadBatch<'_>) -> Result<Logged> {
         if batch.values.is_empty() && batch.cves.is_empty() {
-            return Ok(());
+            return Ok((0, Vec::new()));
         }
         self.bound_caches();
         self.write_values(tx, &batch)?;
         self.write_day_rows(tx, &batch)?;
-        self.write_host_rows(tx, &batch)?;
-        self.write_host_years(tx, &batch)?;
-        self.write_cves(tx, &batch)
+        let logged = self.log_host_rows(tx, &batch)?;
+        self.write_cves(tx, &batch)?;
+        Ok(logged)
+    }
+
+    /// After a failed transaction: the caches may name rows that were rolled
+    /// back, so they go; what the log holds is read again.
+    fn reset(&mut self, conn: &Connection) {
+        *self = PayloadWriter::default();
+        match Unfolded::load(conn) {
+            Ok(unfolded) => self.unfolded = unfolded,
+            // Left in the log (a fold deletes only the rows it read): the
+            // next open folds them.
+            Err(e) => tracing::error!(error = %e, "reading the payload fact log failed"),
+        }
+    }
+
+    /// Folds the logged facts in a transaction of their own. On failure
+    /// they stay logged and in memory, and the next fold tries again.
+    fn fold_logged(&mut self, conn: &mut Connection) {
+        if self.unfolded.is_empty() {
+            return;
+        }
+        let folded = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)
+            .and_then(|tx| {
+                self.fold(&tx)?;
+                Ok(tx.commit()?)
+            });
+        match folded {
+            Ok(()) => self.unfolded = Unfolded::default(),
+            Err(e) => {
+                tracing::error!(error = %e, "folding payload facts failed; will retry");
+                // The per-year cache may name rows that were rolled back.
+                self.host_years.clear();
+            }
+        }
+    }
+
+    /// Appends, per (value, day), one chunk of the hosts newly seen sending
+    /// it and per (host, day) one chunk of the values it newly sent, records
+    /// each host under its year, and deletes the log rows folded.
+    fn fold(&mut self, tx: &Transaction) -> Result<()> {
+        let Some((first, last)) = self.unfolded.rows else { return Ok(()) };
+        // One sequence number per fold keeps each chunk's key unique.
+        let seq: i64 = tx.query_row(
+            "INSERT INTO payload_meta (key, value) VALUES ('chunk_seq', 1)
+             ON CONFLICT DO UPDATE SET value = value + 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut rows: Vec<_> = self.unfolded.by_value.iter().collect();
+        rows.sort_unstable_by_key(|(key, _)| **key);
+        let mut st =
+            tx.prepare_cached("INSERT INTO value_host_chunks (value, day, seq, hosts) VALUES (?1, ?2, ?3, ?4)")?;
+        for (&(value, day), hosts) in rows {
+            let mut hosts = hosts.clone();
+            hosts.sort_unstable();
+            st.execute(params![value, day, seq, chunk::encode_hosts(&hosts)])?;
+        }
+        let mut rows: Vec<_> =
+            self.unfolded.by_host.iter().map(|(&(host, day), ids)| (chunk::ip_key(host), day, ids)).collect();
+        rows.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut st =
+            tx.prepare_cached("INSERT INTO host_value_chunks (host, day, seq, value_ids) VALUES (?1, ?2, ?3, ?4)")?;
+        for (host, day, ids) in rows {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            st.execute(params![host, day, seq, chunk::encode_ids(&ids)])?;
+        }
+        self.write_host_years(tx)?;
+        tx.prepare_cached("DELETE FROM host_fact_log WHERE seq BETWEEN ?1 AND ?2")?.execute([first, last])?;
+        Ok(())
     }
 
     fn bound_caches(&mut self) {
@@ -291,53 +481,44 @@ impl PayloadWriter {
         Ok(())
     }
 
-    /// Appends, per (value, day), one chunk of the hosts newly seen sending
-    /// it, and per (host, day) one chunk of the values it newly sent.
-    fn write_host_rows(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<()> {
-        let mut by_value: FxHashMap<(ValueId, i64), Vec<IpAddr>> = FxHashMap::default();
-        let mut by_host: FxHashMap<(IpAddr, i64), Vec<ValueId>> = FxHashMap::default();
+    /// Logs, as one `host_fact_log` row, the (value, day, host) facts of the
+    /// batch not written before.
+    fn log_host_rows(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<Logged> {
+        let mut facts = Vec::new();
         for &(md5, day, host) in &batch.host_rows {
             let value = self.value_id(&md5);
             if self.host_rows.insert(host_row_fingerprint(value, day, host)) {
-                by_value.entry((value, day)).or_default().push(host);
-                by_host.entry((host, day)).or_default().push(value);
+                facts.push((value, day, host));
             }
         }
-        if by_value.is_empty() {
-            return Ok(());
+        if facts.is_empty() {
+            return Ok((0, facts));
         }
-        // One sequence number per transaction keeps each chunk's key unique.
-        let seq: i64 = tx.query_row(
-            "INSERT INTO payload_meta (key, value) VALUES ('chunk_seq', 1)
-             ON CONFLICT DO UPDATE SET value = value + 1 RETURNING value",
-            [],
-            |r| r.get(0),
-        )?;
-        let mut rows: Vec<_> = by_value.into_iter().collect();
-        rows.sort_unstable_by_key(|(key, _)| *key);
-        let mut st =
-            tx.prepare_cached("INSERT INTO value_host_chunks (value, day, seq, hosts) VALUES (?1, ?2, ?3, ?4)")?;
-        for ((value, day), mut hosts) in rows {
-            hosts.sort_unstable();
-            st.execute(params![value, day, seq, chunk::encode_hosts(&hosts)])?;
-        }
-        let mut rows: Vec<_> = by_host.into_iter().map(|((host, day), ids)| (chunk::ip_key(host), day, ids)).collect();
-        rows.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let mut st =
-            tx.prepare_cached("INSERT INTO host_value_chunks (host, day, seq, value_ids) VALUES (?1, ?2, ?3, ?4)")?;
-        for (host, day, mut ids) in rows {
-            ids.sort_unstable();
-            st.execute(params![host, day, seq, chunk::encode_ids(&ids)])?;
-        }
-        Ok(())
+        let seq = tx
+            .prepare_cached("INSERT INTO host_fact_log (facts) VALUES (?1) RETURNING seq")?
+            .query_row([chunk::encode_facts(&facts)], |r| r.get(0))?;
+        Ok((seq, facts))
     }
 
-    fn write_host_years(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<()> {
-        let mut rows: Vec<_> = batch
-            .host_years
-            .iter()
-            .filter(|key| self.host_years.insert(**key))
-            .map(|(year, host)| (*year, host.to_string()))
+    /// The year of each (host, day) folded, once per host.
+    fn write_host_years(&mut self, tx: &Transaction) -> Result<()> {
+        // A calendar conversion per host is not free; most share a day.
+        let mut last: Option<(i64, i32)> = None;
+        let mut year_of = |day: i64| match last {
+            Some((d, y)) if d == day => y,
+            _ => {
+                let y = year_of_day(day);
+                last = Some((day, y));
+                y
+            }
+        };
+        let mut rows: Vec<_> = self
+            .unfolded
+            .by_host
+            .keys()
+            .map(|&(host, day)| (year_of(day), host))
+            .filter(|key| self.host_years.insert(*key))
+            .map(|(year, host)| (year, host.to_string()))
             .collect();
         rows.sort_unstable();
         let mut st = tx.prepare_cached("INSERT OR IGNORE INTO payload_host_years (year, host) VALUES (?1, ?2)")?;
@@ -360,5 +541,79 @@ impl PayloadWriter {
             st.execute(params![cve, day, host])?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::{schema, SqliteOptions, SqliteStore};
+    use crate::{Page, Store};
+    use apiary_model::PayloadValue;
+
+    fn facts_of(host: &str, day: i64, values: &[&str]) -> EventFacts {
+        EventFacts {
+            day,
+            service: "HTTP".into(),
+            host: host.parse().unwrap(),
+            facts: PayloadFacts {
+                values: values.iter().map(|v| PayloadValue::new(Some("http-path"), (*v).into(), false)).collect(),
+                cves: Vec::new(),
+            },
+        }
+    }
+
+    /// A run killed after committing facts, before folding them, leaves them
+    /// in `host_fact_log`; the next open folds them before anyone reads.
+    #[test]
+    fn facts_a_killed_run_logged_are_folded_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 20_419;
+        {
+            let mut conn = Connection::open(dir.path().join(schema::PAYLOADS.name)).unwrap();
+            schema::migrate(&mut conn, &schema::PAYLOADS).unwrap();
+            let mut writer = PayloadWriter::default();
+            let sent = [facts_of("192.0.2.1", day, &["/a", "/b"]), facts_of("2001:db8::9", day + 1, &["/a"])];
+            for batch in [&sent[..1], &sent[1..]] {
+                let tx = conn.transaction().unwrap();
+                let mut facts = PayloadBatch::default();
+                batch.iter().for_each(|f| facts.add(f));
+                let (_, logged) = writer.write(&tx, facts).unwrap();
+                assert!(!logged.is_empty());
+                tx.commit().unwrap();
+            }
+            // No fold: the process dies here.
+            let logged: i64 = conn.query_row("SELECT count(*) FROM host_fact_log", [], |r| r.get(0)).unwrap();
+            assert_eq!(logged, 2);
+            let chunks: i64 = conn.query_row("SELECT count(*) FROM host_value_chunks", [], |r| r.get(0)).unwrap();
+            assert_eq!(chunks, 0);
+        }
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let all = Page { offset: 0, limit: 100 };
+        let sent = store.host_values("192.0.2.1".parse().unwrap(), all).unwrap();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(sent.iter().all(|d| d.day == day));
+        let md5 = PayloadValue::new(Some("http-path"), "/a".into(), false).md5;
+        let hosts = store.value_hosts(md5, day, day + 1, all).unwrap();
+        let hosts: Vec<_> = hosts.iter().map(|h| (h.day, h.host.as_str())).collect();
+        assert_eq!(hosts, vec![(day, "192.0.2.1"), (day + 1, "2001:db8::9")]);
+        assert_eq!(store.payload_hosts_by_year(10).unwrap().iter().map(|y| y.hosts.len()).sum::<usize>(), 2);
+        store.close().unwrap();
+        let conn = Connection::open(dir.path().join(schema::PAYLOADS.name)).unwrap();
+        let logged: i64 = conn.query_row("SELECT count(*) FROM host_fact_log", [], |r| r.get(0)).unwrap();
+        assert_eq!(logged, 0, "folded rows leave the log");
+    }
+
+    /// A corrupt log row is an error at open, not a panic nor silence.
+    #[test]
+    fn a_corrupt_log_row_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(schema::PAYLOADS.name)).unwrap();
+            schema::migrate(&mut conn, &schema::PAYLOADS).unwrap();
+            conn.execute("INSERT INTO host_fact_log (facts) VALUES (x'0102')", []).unwrap();
+        }
+        let err = SqliteStore::open(dir.path(), SqliteOptions::default()).err().expect("refused");
+        assert!(err.to_string().contains("corrupt payload-history chunk"), "{err}");
     }
 }

@@ -199,6 +199,11 @@ const PAYLOAD_MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX cve_sightings_by_host ON cve_sightings (host, day);
     "#,
+    // 2: who-sent-what facts committed but not yet folded into the two
+    // chunk logs above: one row per transaction, appended (see payload.rs).
+    r#"
+    CREATE TABLE host_fact_log (seq INTEGER PRIMARY KEY, facts BLOB NOT NULL);
+    "#,
 ];
 
 /// Brings the database up to the schema's latest version. Refuses a database

@@ -29,7 +29,7 @@ const MAX_EVENTS_PER_COMMIT: usize = 50_000;
 /// A pause in ingest this long means the stream of batches stopped: pending
 /// rollups are written then, and a batch arriving after such a pause (a lone
 /// one) has its rollups written right after it.
-const IDLE_GAP: Duration = Duration::from_millis(50);
+pub(crate) const IDLE_GAP: Duration = Duration::from_millis(50);
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
 
