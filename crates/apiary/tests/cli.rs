@@ -52,7 +52,8 @@ fn bulk_ingest_reports_bad_lines_and_keeps_the_rest() {
             text.push_str("{\"broken\": true}\n");
         }
     }
-    std::fs::write(&file, &text).unwrap();
+    // The last line has no line end.
+    std::fs::write(&file, text.trim_end()).unwrap();
     let out = Command::new(BIN)
         .args(["--data-dir", dir.path().to_str().unwrap(), "ingest", file.to_str().unwrap(), "--quiet"])
         .args(["--api-id", &creds.api_id, "--batch", "700"])
@@ -61,7 +62,10 @@ fn bulk_ingest_reports_bad_lines_and_keeps_the_rest() {
     assert_eq!(out.status.code(), Some(2), "partial success is exit 2");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("2500 events stored"), "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing field"));
+    // The broken line is line 1002: the 302nd of the chunk of 700 lines
+    // that starts at line 701.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("event 302 of the chunk at line 701: missing field"), "{stderr}");
     // Loading the same file again stores nothing new.
     let out = Command::new(BIN)
         .args(["--data-dir", dir.path().to_str().unwrap(), "ingest", file.to_str().unwrap(), "--quiet"])

@@ -5,7 +5,7 @@
 //! are reported with their line numbers and skipped; good ones are kept.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -22,6 +22,70 @@ struct Chunk {
     first_line: usize,
     text: Vec<u8>,
     lines: usize,
+}
+
+/// Cuts the input into chunks of `batch` lines. It reads blocks of
+/// [`ChunkReader::BLOCK`] bytes and finds line ends with `memchr`, rather
+/// than copying line by line: the reading thread feeds every parser.
+struct ChunkReader {
+    input: Box<dyn Read + Send>,
+    batch: usize,
+    /// Read and not yet handed out; starts at a line's start.
+    buf: Vec<u8>,
+    /// Line ends already counted in `buf`, and where counting stopped.
+    lines: usize,
+    scanned: usize,
+    eof: bool,
+    next_line: usize,
+}
+
+impl ChunkReader {
+    const BLOCK: usize = 4 << 20;
+
+    fn new(input: Box<dyn Read + Send>, batch: usize) -> ChunkReader {
+        ChunkReader { input, batch, buf: Vec::new(), lines: 0, scanned: 0, eof: false, next_line: 1 }
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+        loop {
+            for end in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
+                self.lines += 1;
+                if self.lines == self.batch {
+                    let cut = self.scanned + end + 1;
+                    return Ok(Some(self.take(cut)));
+                }
+            }
+            self.scanned = self.buf.len();
+            if self.eof {
+                return Ok((!self.buf.is_empty()).then(|| self.take(self.buf.len())));
+            }
+            let start = self.buf.len();
+            self.buf.resize(start + Self::BLOCK, 0);
+            let n = loop {
+                match self.input.read(&mut self.buf[start..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            self.buf.truncate(start + n.as_ref().map_or(0, |n| *n));
+            self.eof = n? == 0;
+        }
+    }
+
+    /// Hands out `buf[..cut]` as a chunk (a last line without its line end
+    /// gets one).
+    fn take(&mut self, cut: usize) -> Chunk {
+        let rest = self.buf.split_off(cut);
+        let mut text = std::mem::replace(&mut self.buf, rest);
+        if !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        let lines = memchr::memchr_iter(b'\n', &text).count();
+        let chunk = Chunk { first_line: self.next_line, text, lines };
+        self.next_line += lines;
+        (self.lines, self.scanned) = (0, 0);
+        chunk
+    }
 }
 
 #[derive(Default)]
@@ -111,28 +175,9 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         })
         .collect();
 
-    let mut reader = BufReader::with_capacity(1 << 20, input);
-    let mut line_no = 1;
-    let mut line = Vec::new();
-    loop {
-        let mut chunk = Chunk { first_line: line_no, text: Vec::with_capacity(args.batch * 400), lines: 0 };
-        while chunk.lines < args.batch {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).context("reading input")?;
-            if n == 0 {
-                break;
-            }
-            progress.inc(n as u64);
-            line_no += 1;
-            chunk.text.extend_from_slice(&line);
-            if !chunk.text.ends_with(b"\n") {
-                chunk.text.push(b'\n');
-            }
-            chunk.lines += 1;
-        }
-        if chunk.lines == 0 {
-            break;
-        }
+    let mut chunks = ChunkReader::new(input, args.batch);
+    while let Some(chunk) = chunks.next_chunk().context("reading input")? {
+        progress.inc(chunk.text.len() as u64);
         if tx.send(chunk).is_err() {
             break;
         }
