@@ -50,8 +50,9 @@ pub struct SqliteOptions {
     pub write_queue: usize,
     /// A bulk load (`apiary ingest`): nobody reads while it runs, so rollups
     /// keep merging in memory even while the writer keeps up, and are
-    /// written every [`rollup::FLUSH_INTERVAL`] (or at
-    /// [`rollup::MAX_PENDING_KEYS`]) and at close.
+    /// written every [`rollup::BULK_FLUSH_INTERVAL`] (or at
+    /// [`rollup::BULK_MAX_PENDING_KEYS`]) and at close; so is the payload
+    /// writer's log of who sent what.
     pub bulk_load: bool,
 }
 

@@ -42,7 +42,6 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::chunk;
 use super::host_cache::HostCache;
-use super::rollup::FLUSH_INTERVAL;
 use super::writer::{Reply, RollupFlush, IDLE_GAP};
 use crate::types::CveSighting;
 use crate::{Result, StoreError};
@@ -81,8 +80,9 @@ pub(crate) enum PayloadJob {
     Settle(Reply<()>),
 }
 
-/// Most logged facts held in memory before they are folded (about 60 bytes each).
-const MAX_UNFOLDED_FACTS: usize = 300_000;
+/// Most logged facts held in memory before they are folded (about 60 bytes
+/// each), besides the rollups' own limit on keys.
+const MAX_UNFOLDED_FACTS: usize = 1_000_000;
 
 /// The payload writer thread: commits queued jobs together (group commit, as
 /// the event writer does) until every sender is gone, then folds what is
@@ -114,7 +114,7 @@ pub(crate) fn run(
             (Some(job), _) => Ok(job),
             (None, None) => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             (None, Some(age)) => {
-                let due = FLUSH_INTERVAL.saturating_sub(age);
+                let due = fold.interval().saturating_sub(age);
                 jobs.recv_timeout(if fold == RollupFlush::WhenIdle { due.min(IDLE_GAP) } else { due })
             }
         };
@@ -178,7 +178,8 @@ pub(crate) fn run(
             round_seen = round;
             super::writer::restart_wal(&conn);
         }
-        if writer.unfolded.age().is_some_and(|age| age >= FLUSH_INTERVAL) || writer.unfolded.len() >= MAX_UNFOLDED_FACTS
+        if writer.unfolded.age().is_some_and(|age| age >= fold.interval())
+            || writer.unfolded.len() >= fold.max_keys().min(MAX_UNFOLDED_FACTS)
         {
             fold_now(&mut conn, &mut writer);
         }

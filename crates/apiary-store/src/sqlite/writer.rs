@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
 use super::claims::{self, Claims};
 use super::host_cache::HostCache;
-use super::rollup::{Increment, Rollups, FLUSH_INTERVAL, MAX_PENDING_KEYS};
+use super::rollup::{Increment, Rollups, BULK_FLUSH_INTERVAL, BULK_MAX_PENDING_KEYS, FLUSH_INTERVAL, MAX_PENDING_KEYS};
 use super::BUSY_TIMEOUT;
 
 use crate::types::{AccountId, IngestOutcome, IpHistoryRow};
@@ -60,6 +60,24 @@ pub(crate) enum RollupFlush {
     WhenIdle,
     /// Only at the limits and at shutdown: a bulk load, read after it ends.
     Deferred,
+}
+
+impl RollupFlush {
+    /// Longest time increments wait in memory while ingest keeps coming.
+    pub(crate) fn interval(self) -> Duration {
+        match self {
+            RollupFlush::WhenIdle => FLUSH_INTERVAL,
+            RollupFlush::Deferred => BULK_FLUSH_INTERVAL,
+        }
+    }
+
+    /// Most keys held in memory before they are written.
+    pub(crate) fn max_keys(self) -> usize {
+        match self {
+            RollupFlush::WhenIdle => MAX_PENDING_KEYS,
+            RollupFlush::Deferred => BULK_MAX_PENDING_KEYS,
+        }
+    }
 }
 
 pub(crate) enum Job {
@@ -114,7 +132,7 @@ pub(crate) fn run(
                     Err(_) => break,
                 },
                 Some(age) => {
-                    let due = FLUSH_INTERVAL.saturating_sub(age);
+                    let due = rollup_flush.interval().saturating_sub(age);
                     let wait = if rollup_flush == RollupFlush::WhenIdle { due.min(IDLE_GAP) } else { due };
                     match jobs.recv_timeout(wait) {
                         Ok(job) => job,
@@ -177,8 +195,8 @@ pub(crate) fn run(
                     carried = jobs.try_recv().ok();
                 }
                 if (lone && carried.is_none() && rollup_flush == RollupFlush::WhenIdle)
-                    || pending.age().is_some_and(|age| age >= FLUSH_INTERVAL)
-                    || pending.keys() >= MAX_PENDING_KEYS
+                    || pending.age().is_some_and(|age| age >= rollup_flush.interval())
+                    || pending.keys() >= rollup_flush.max_keys()
                 {
                     flush(&mut conn, &mut pending);
                 }
