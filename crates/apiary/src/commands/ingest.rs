@@ -134,10 +134,13 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (tx, rx) = mpsc::sync_channel::<Chunk>(4);
     let rx = Arc::new(Mutex::new(rx));
-    // Twice as many workers as cores: each waits for its chunk's commit
-    // before parsing the next, and the others keep the cores busy meanwhile.
+    // Four workers per core: each waits for its chunk's commit before
+    // parsing the next, and the others keep the cores busy meanwhile. The
+    // chunks that queue up meanwhile make the writers' group commits larger
+    // (four workers on two cores went about a tenth slower, at more CPU
+    // per event; see BENCHMARKS.md).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers: Vec<_> = (0..(2 * cores).clamp(2, 8))
+    let workers: Vec<_> = (0..(4 * cores).clamp(2, 8))
         .map(|_| {
             let (rx, store, tally, intel) = (rx.clone(), store.clone(), tally.clone(), intel.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
