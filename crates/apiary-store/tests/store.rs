@@ -376,6 +376,40 @@ fn who_sent_what_shows_every_answered_batch_even_while_batches_keep_coming() {
     }
 }
 
+/// Two processes on one data directory (`apiary ingest` beside a server)
+/// each log who sent what and fold it themselves: a fold deletes only its
+/// own log rows, never the other's, which stay until their owner folds them.
+#[test]
+fn a_fold_leaves_the_other_processs_logged_facts() {
+    use apiary_store::Page;
+    let dir = tempfile::tempdir().unwrap();
+    // Both hold their facts until asked (no fold after an idle gap).
+    let bulk = SqliteOptions { bulk_load: true, ..SqliteOptions::default() };
+    let server = SqliteStore::open(dir.path(), bulk.clone()).unwrap();
+    let acct = account(&server, Role::Community);
+    let loader = SqliteStore::open(dir.path(), bulk).unwrap();
+    let now = now_ms();
+    let send = |store: &SqliteStore, id: &str, host: &str| {
+        let e = with_facts(event(id, now - 1000, host), &[(Some("http-path"), "/x")], &[]);
+        store.ingest(acct.id, None, vec![e]).unwrap();
+    };
+    send(&server, "a", "192.0.2.1");
+    send(&loader, "b", "192.0.2.2");
+    send(&server, "c", "192.0.2.3");
+    let logged = || {
+        let conn = rusqlite::Connection::open(dir.path().join("payloads.db")).unwrap();
+        conn.query_row("SELECT count(*) FROM host_fact_log", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    assert_eq!(logged(), 3);
+    // The server's read folds its two rows, logged before and after the loader's.
+    let all = Page { offset: 0, limit: 100 };
+    assert_eq!(server.host_values("192.0.2.3".parse().unwrap(), all).unwrap().len(), 1);
+    assert_eq!(logged(), 1, "the loader's row stays logged until the loader folds it");
+    loader.close().unwrap();
+    assert_eq!(logged(), 0);
+    assert_eq!(server.host_values("192.0.2.2".parse().unwrap(), all).unwrap().len(), 1);
+}
+
 /// The writer remembers which of the month's hosts it stored and skips
 /// their rows afterwards (`sqlite/rollup.rs`): the month's distinct hosts
 /// must stay exact across writes, returning hosts, a host first stored by

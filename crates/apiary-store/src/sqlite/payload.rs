@@ -209,8 +209,10 @@ type Logged = (i64, Vec<(ValueId, i64, IpAddr)>);
 struct Unfolded {
     by_value: FxHashMap<(ValueId, i64), Vec<IpAddr>>,
     by_host: FxHashMap<(IpAddr, i64), Vec<ValueId>>,
-    /// The log rows they came from, first and last (their seqs increase).
-    rows: Option<(i64, i64)>,
+    /// The log rows they came from. Only these are deleted when they are
+    /// folded: another process sharing the database (`apiary ingest` beside
+    /// a server) logs rows of its own in between, and folds them itself.
+    seqs: Vec<i64>,
     facts: usize,
     since: Option<Instant>,
 }
@@ -220,7 +222,7 @@ impl Unfolded {
         if facts.is_empty() {
             return;
         }
-        self.rows = Some(self.rows.map_or((seq, seq), |(first, _)| (first, seq)));
+        self.seqs.push(seq);
         self.since.get_or_insert_with(Instant::now);
         self.facts += facts.len();
         for (value, day, host) in facts {
@@ -243,7 +245,7 @@ impl Unfolded {
     }
 
     fn is_empty(&self) -> bool {
-        self.rows.is_none()
+        self.seqs.is_empty()
     }
 
     fn len(&self) -> usize {
@@ -341,7 +343,7 @@ impl PayloadWriter {
         *self = PayloadWriter::default();
         match Unfolded::load(conn) {
             Ok(unfolded) => self.unfolded = unfolded,
-            // Left in the log (a fold deletes only the rows it read): the
+            // Left in the log (a fold deletes only the rows it holds): the
             // next open folds them.
             Err(e) => tracing::error!(error = %e, "reading the payload fact log failed"),
         }
@@ -374,7 +376,9 @@ impl PayloadWriter {
     /// it and per (host, day) one chunk of the values it newly sent, records
     /// each host under its year, and deletes the log rows folded.
     fn fold(&mut self, tx: &Transaction) -> Result<()> {
-        let Some((first, last)) = self.unfolded.rows else { return Ok(()) };
+        if self.unfolded.is_empty() {
+            return Ok(());
+        }
         // One sequence number per fold keeps each chunk's key unique.
         let seq: i64 = tx.query_row(
             "INSERT INTO payload_meta (key, value) VALUES ('chunk_seq', 1)
@@ -402,7 +406,10 @@ impl PayloadWriter {
             st.execute(params![host, day, seq, chunk::encode_ids(&ids)])?;
         }
         self.write_host_years(tx)?;
-        tx.prepare_cached("DELETE FROM host_fact_log WHERE seq BETWEEN ?1 AND ?2")?.execute([first, last])?;
+        let mut st = tx.prepare_cached("DELETE FROM host_fact_log WHERE seq = ?1")?;
+        for seq in &self.unfolded.seqs {
+            st.execute([seq])?;
+        }
         Ok(())
     }
 
