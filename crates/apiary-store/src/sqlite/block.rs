@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use apiary_model::{Event, EventKind, Protocol};
 
+use super::chunk::put_varint;
 use super::claims::{event_key, Key};
 use crate::types::{AccountId, StoredEvent};
 
@@ -31,14 +32,6 @@ const MAX_DECODED: usize = MAX_BLOCK_EVENTS * (apiary_model::MAX_DATA_BYTES + 51
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt event block: {0}")]
 pub(crate) struct CorruptBlock(&'static str);
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);

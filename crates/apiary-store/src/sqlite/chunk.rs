@@ -61,9 +61,9 @@ pub(crate) fn decode_hosts(mut bytes: &[u8]) -> Result<Vec<IpAddr>, CorruptChunk
     Ok(out)
 }
 
-/// One LEB128 varint (any i64, as its 64 bits).
-fn push_varint(out: &mut Vec<u8>, id: i64) {
-    let mut v = id as u64;
+/// One LEB128 varint (an i64 goes as its 64 bits). Event blocks use the
+/// same encoding (`block.rs`).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -92,7 +92,7 @@ fn take_varint(bytes: &mut &[u8]) -> Result<i64, CorruptChunk> {
 pub(crate) fn encode_ids(ids: &[i64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ids.len() * 3);
     for &id in ids {
-        push_varint(&mut out, id);
+        put_varint(&mut out, id as u64);
     }
     out
 }
@@ -109,8 +109,8 @@ pub(crate) fn decode_ids(mut bytes: &[u8]) -> Result<Vec<i64>, CorruptChunk> {
 pub(crate) fn encode_facts(facts: &[(i64, i64, IpAddr)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(facts.len() * 10);
     for &(value, day, host) in facts {
-        push_varint(&mut out, value);
-        push_varint(&mut out, day);
+        put_varint(&mut out, value as u64);
+        put_varint(&mut out, day as u64);
         push_host(&mut out, host);
     }
     out

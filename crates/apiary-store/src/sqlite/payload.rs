@@ -386,24 +386,24 @@ impl PayloadWriter {
             [],
             |r| r.get(0),
         )?;
-        let mut rows: Vec<_> = self.unfolded.by_value.iter().collect();
+        // Chunks sorted within, rows in key order (each B-tree page is then
+        // visited once). Sorting in place keeps the facts should this fail.
+        let mut rows: Vec<_> = self.unfolded.by_value.iter_mut().collect();
         rows.sort_unstable_by_key(|(key, _)| **key);
         let mut st =
             tx.prepare_cached("INSERT INTO value_host_chunks (value, day, seq, hosts) VALUES (?1, ?2, ?3, ?4)")?;
         for (&(value, day), hosts) in rows {
-            let mut hosts = hosts.clone();
             hosts.sort_unstable();
-            st.execute(params![value, day, seq, chunk::encode_hosts(&hosts)])?;
+            st.execute(params![value, day, seq, chunk::encode_hosts(hosts)])?;
         }
         let mut rows: Vec<_> =
-            self.unfolded.by_host.iter().map(|(&(host, day), ids)| (chunk::ip_key(host), day, ids)).collect();
+            self.unfolded.by_host.iter_mut().map(|(&(host, day), ids)| (chunk::ip_key(host), day, ids)).collect();
         rows.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         let mut st =
             tx.prepare_cached("INSERT INTO host_value_chunks (host, day, seq, value_ids) VALUES (?1, ?2, ?3, ?4)")?;
         for (host, day, ids) in rows {
-            let mut ids = ids.clone();
             ids.sort_unstable();
-            st.execute(params![host, day, seq, chunk::encode_ids(&ids)])?;
+            st.execute(params![host, day, seq, chunk::encode_ids(ids)])?;
         }
         self.write_host_years(tx)?;
         let mut st = tx.prepare_cached("DELETE FROM host_fact_log WHERE seq = ?1")?;
