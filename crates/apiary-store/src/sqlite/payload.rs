@@ -160,7 +160,7 @@ pub(crate) fn run(
         })();
         if let Err(e) = &result {
             tracing::error!(error = %e, "payload history transaction failed");
-            writer.reset(&conn);
+            writer.reset();
         }
         // Before the answers: whoever got one and reads next must see that
         // facts wait in the log.
@@ -231,7 +231,7 @@ impl Unfolded {
         }
     }
 
-    /// Everything in the log, as a killed run (or a failed transaction) left it.
+    /// Everything in the log, as a killed run left it.
     fn load(conn: &Connection) -> Result<Unfolded> {
         let mut unfolded = Unfolded::default();
         let mut st = conn.prepare("SELECT seq, facts FROM host_fact_log ORDER BY seq")?;
@@ -338,15 +338,11 @@ impl PayloadWriter {
     }
 
     /// After a failed transaction: the caches may name rows that were rolled
-    /// back, so they go; what the log holds is read again.
-    fn reset(&mut self, conn: &Connection) {
-        *self = PayloadWriter::default();
-        match Unfolded::load(conn) {
-            Ok(unfolded) => self.unfolded = unfolded,
-            // Left in the log (a fold deletes only the rows it holds): the
-            // next open folds them.
-            Err(e) => tracing::error!(error = %e, "reading the payload fact log failed"),
-        }
+    /// back, so they go. The unfolded facts stay: they joined [`Unfolded`]
+    /// only once their own transactions had committed.
+    fn reset(&mut self) {
+        let unfolded = std::mem::take(&mut self.unfolded);
+        *self = PayloadWriter { unfolded, ..PayloadWriter::default() };
     }
 
     /// Folds the logged facts in a transaction of their own. On failure
