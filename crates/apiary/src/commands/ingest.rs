@@ -52,12 +52,13 @@ impl ChunkReader {
                 self.lines += 1;
                 if self.lines == self.batch {
                     let cut = self.scanned + end + 1;
-                    return Ok(Some(self.take(cut)));
+                    return Ok(Some(self.take(cut, self.batch)));
                 }
             }
             self.scanned = self.buf.len();
             if self.eof {
-                return Ok((!self.buf.is_empty()).then(|| self.take(self.buf.len())));
+                // The rest, every line end in it counted.
+                return Ok((!self.buf.is_empty()).then(|| self.take(self.buf.len(), self.lines)));
             }
             let start = self.buf.len();
             self.buf.resize(start + Self::BLOCK, 0);
@@ -72,15 +73,16 @@ impl ChunkReader {
         }
     }
 
-    /// Hands out `buf[..cut]` as a chunk (a last line without its line end
-    /// gets one).
-    fn take(&mut self, cut: usize) -> Chunk {
+    /// Hands out `buf[..cut]`, holding `line_ends` line ends, as a chunk (a
+    /// last line without its line end gets one).
+    fn take(&mut self, cut: usize, line_ends: usize) -> Chunk {
         let rest = self.buf.split_off(cut);
         let mut text = std::mem::replace(&mut self.buf, rest);
+        let mut lines = line_ends;
         if !text.ends_with(b"\n") {
             text.push(b'\n');
+            lines += 1;
         }
-        let lines = memchr::memchr_iter(b'\n', &text).count();
         let chunk = Chunk { first_line: self.next_line, text, lines };
         self.next_line += lines;
         (self.lines, self.scanned) = (0, 0);
