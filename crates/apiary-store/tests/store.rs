@@ -264,11 +264,11 @@ fn rollups_a_killed_run_never_wrote_are_rebuilt_at_open() {
     assert_eq!(counts(&open(dir.path())), expected);
 
     // What a kill leaves: every event stored, none of its increments.
-    let db = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("rollups.db")).unwrap();
     db.execute_batch(
         "DELETE FROM bad_host_hour; DELETE FROM service_hour; DELETE FROM ip_day;
          DELETE FROM days; DELETE FROM day_owner; DELETE FROM month_stats; DELETE FROM month_service;
-         DELETE FROM month_host; UPDATE meta SET value = 0 WHERE key = 'rollup_hwm';",
+         DELETE FROM month_host; UPDATE rollup_meta SET value = 0 WHERE key = 'rollup_hwm';",
     )
     .unwrap();
     drop(db);
@@ -440,7 +440,7 @@ fn a_months_distinct_hosts_stay_exact_as_hosts_return() {
     let store = open(dir.path());
     ingest(&store, "e", &["192.0.2.5", "2001:db8::1", "2001:db8::2"]);
     assert_eq!(hosts(&store), 7);
-    let stored: i64 = rusqlite::Connection::open(dir.path().join("apiary.db"))
+    let stored: i64 = rusqlite::Connection::open(dir.path().join("rollups.db"))
         .unwrap()
         .query_row("SELECT count(*) FROM month_host", [], |r| r.get(0))
         .unwrap();

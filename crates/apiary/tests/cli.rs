@@ -76,6 +76,15 @@ fn bulk_ingest_reports_bad_lines_and_keeps_the_rest() {
     let server = Server::start(dir.path());
     let (_, hosts) = get_json(&format!("{}/bad-hosts/ftp", server.api()), &creds.api_id, &creds.threat_key);
     assert_eq!(hosts, json!([{"remote_host": "7.7.7.7", "count": "2500", "last_seen": today()}]));
+    // Payload history too, though a bulk load does not wait for it batch
+    // by batch: the FTP payload whole, and the username it carried.
+    let url = format!("{}/payload-history/remote-hosts/7.7.7.7", server.api());
+    let (_, hashes) = get_json(&url, &creds.api_id, &creds.threat_key);
+    let mut hashes: Vec<_> = hashes.as_array().unwrap().iter().map(|h| h["hash"].clone()).collect();
+    hashes.sort_by_key(|h| h.to_string());
+    let mut expected = [json!(apiary_model::md5_hex(b"USER x")), json!(apiary_model::md5_hex(b"x"))];
+    expected.sort_by_key(|h| h.to_string());
+    assert_eq!(hashes, expected);
 }
 
 #[test]

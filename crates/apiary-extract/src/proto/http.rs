@@ -66,8 +66,13 @@ impl<'a> Request<'a> {
     }
 }
 
+/// A method as real ones are spelled (`GET`, `M-SEARCH`, `VERSION-CONTROL`):
+/// a capital letter first, so that text such as `- /a` is not taken for a
+/// request.
 fn is_method(m: &[u8]) -> bool {
-    (1..=24).contains(&m.len()) && m.iter().all(|&b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    (1..=24).contains(&m.len())
+        && m[0].is_ascii_uppercase()
+        && m.iter().all(|&b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
 fn parse<'a>(p: &'a [u8], proto: &[u8], allow_no_version: bool) -> Option<Request<'a>> {
@@ -173,6 +178,13 @@ pub(crate) fn extract_sip(req: &Request<'_>, sink: &mut Sink<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_starts_with_a_capital_letter() {
+        assert!(Request::parse_http(b"M-SEARCH * HTTP/1.1\r\n\r\n").is_some());
+        assert!(Request::parse_http(b"- /a").is_none());
+        assert!(Request::parse_http(b"_X /a HTTP/1.0\r\n\r\n").is_none());
+    }
 
     #[test]
     fn parses_origin_form() {

@@ -1,8 +1,11 @@
-//! The embedded engine: one SQLite database file in the data directory.
+//! The embedded engine: SQLite database files in the data directory.
 //!
-//! Writes go through one writer thread ([`writer`]); reads use a small pool
-//! of connections, which WAL mode lets run beside the writer without
-//! blocking it. Durability: a commit in WAL mode with `synchronous=NORMAL`
+//! `apiary.db` holds accounts, nodes and raw events, `rollups.db` their
+//! rollups, `payloads.db` payload history and CVE sightings. Writes to each
+//! go through its own writer thread ([`writer`], [`rollup_writer`],
+//! [`payload`]), so the three run side by side; reads use small pools of
+//! connections, which WAL mode lets run beside the writers without blocking
+//! them. Durability: a commit in WAL mode with `synchronous=NORMAL`
 //! has reached the operating system before the call returns, so it survives
 //! the process being killed (`kill -9`); surviving power loss as well needs
 //! `synchronous=FULL` ([`SqliteOptions::fsync`]).
@@ -15,12 +18,13 @@ mod host_cache;
 mod payload;
 mod pool;
 mod rollup;
+mod rollup_writer;
 mod schema;
 mod writer;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,6 +41,7 @@ use crate::{Result, Store, StoreError};
 use host_cache::HostCache;
 use payload::PayloadJob;
 use pool::Pool;
+use rollup_writer::{RollupJob, RollupWriter};
 use writer::{IngestJob, Job};
 
 /// Tuning of the embedded engine.
@@ -52,7 +57,11 @@ pub struct SqliteOptions {
     /// keep merging in memory even while the writer keeps up, and are
     /// written every [`rollup::BULK_FLUSH_INTERVAL`] (or at
     /// [`rollup::BULK_MAX_PENDING_KEYS`]) and at close; so is the payload
-    /// writer's log of who sent what.
+    /// writer's log of who sent what. And an ingest returns once its events
+    /// are committed, without waiting for their payload history: a fold of
+    /// the log (most of a second) then no longer holds up the parsers. A
+    /// failure to store payload history is reported by a later ingest or by
+    /// [`SqliteStore::close`].
     pub bulk_load: bool,
 }
 
@@ -67,15 +76,24 @@ pub struct SqliteStore {
     readers: Pool,
     writer: Mutex<Option<SyncSender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The rollup writer; the event writer holds the other sender.
+    rollup_writer: Mutex<Option<SyncSender<RollupJob>>>,
+    rollup_thread: Mutex<Option<JoinHandle<()>>>,
     /// Payload history and CVE sightings live in their own database.
     payload_readers: Pool,
     payload_writer: Mutex<Option<SyncSender<PayloadJob>>>,
     payload_thread: Mutex<Option<JoinHandle<()>>>,
+    /// A bulk load's answers from the payload writer, not waited for (see
+    /// [`SqliteOptions::bulk_load`]); `None` otherwise.
+    payload_answers: Option<Mutex<Vec<mpsc::Receiver<Result<()>>>>>,
     checkpointers: Mutex<Option<Checkpointers>>,
     quota: QuotaBook,
-    /// Set by the writer while it holds rollups of answered events (see
+    /// The last event whose rollup increments the event writer handed to
+    /// the rollup writer, and the last one the rollup writer wrote: while
+    /// they differ, readers of rollups settle them first (see
     /// [`SqliteStore::settle_rollups`]).
-    unrolled: Arc<AtomicBool>,
+    rollups_sent: Arc<AtomicI64>,
+    rollups_written: Arc<AtomicI64>,
     /// Set by the payload writer while answered facts wait in its log (see
     /// [`SqliteStore::settle_payloads`]).
     unfolded: Arc<AtomicBool>,
@@ -147,11 +165,18 @@ fn open_connection(path: &Path, opts: &SqliteOptions) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Read-only connections to one database file.
-fn read_pool(path: PathBuf, opts: &SqliteOptions) -> Pool {
+/// Read-only connections to one database file, with `attach` attached (its
+/// tables then read as if they were the file's own).
+fn read_pool(path: PathBuf, attach: Option<PathBuf>, opts: &SqliteOptions) -> Pool {
     let reader_opts = SqliteOptions { cache_mib: opts.cache_mib.min(16), ..opts.clone() };
     Pool::new(16, move || {
         let c = open_connection(&path, &reader_opts)?;
+        if let Some(other) = &attach {
+            let other = other
+                .to_str()
+                .ok_or_else(|| StoreError::Invalid(format!("data directory path {} is not UTF-8", other.display())))?;
+            c.execute("ATTACH DATABASE ?1 AS rollups", [other])?;
+        }
         c.pragma_update(None, "query_only", true)?;
         Ok(c)
     })
@@ -164,27 +189,55 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(schema::MAIN.name);
+        let rollup_path = data_dir.join(schema::ROLLUPS.name);
         let mut conn = open_connection(&path, &opts)?;
-        schema::migrate(&mut conn, &schema::MAIN)?;
-        // Checkpoints run on their own thread; the writer only falls back to
-        // one when the WAL has grown far (about 256 MiB of 4 KiB pages).
+        let mut rollup_conn = open_connection(&rollup_path, &opts)?;
+        schema::migrate_main_and_rollups(&mut conn, &path, &mut rollup_conn)?;
+        // Checkpoints run on their own threads; the writers only fall back
+        // to one when a WAL has grown far (about 256 MiB of 4 KiB pages).
         conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
+        rollup_conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
         // Before anyone reads: what a killed run never rolled up.
-        let pending = rollup::catch_up(&mut conn)?;
+        let events = open_connection(&path, &opts)?;
+        events.pragma_update(None, "query_only", true)?;
+        let pending = rollup::catch_up(&mut rollup_conn, &events)?;
+        let rollups_written = Arc::new(AtomicI64::new(pending.upto()));
+        let rollups_sent = Arc::new(AtomicI64::new(pending.upto()));
         let stop = Arc::new(AtomicBool::new(false));
         let checkpoints = Arc::new(AtomicU64::new(0));
-        let mut checkpointers =
-            vec![spawn_checkpointer(data_dir, schema::MAIN.name, &opts, &stop, checkpoints.clone())?];
-        let unrolled = Arc::new(AtomicBool::new(false));
-        let writer_unrolled = unrolled.clone();
-        let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let rollup_rounds = Arc::new(AtomicU64::new(0));
+        let mut checkpointers = vec![
+            spawn_checkpointer(data_dir, schema::MAIN.name, &opts, &stop, checkpoints.clone())?,
+            spawn_checkpointer(data_dir, schema::ROLLUPS.name, &opts, &stop, rollup_rounds.clone())?,
+        ];
+        let flush = if opts.bulk_load { writer::RollupFlush::Deferred } else { writer::RollupFlush::WhenIdle };
         let history_cache = Arc::new(HostCache::default());
-        let cache = history_cache.clone();
-        let rollup_flush = if opts.bulk_load { writer::RollupFlush::Deferred } else { writer::RollupFlush::WhenIdle };
-        let thread = std::thread::Builder::new()
-            .name("apiary-writer".into())
-            .spawn(move || writer::run(conn, rx, pending, rollup_flush, &checkpoints, &writer_unrolled, &cache))
-            .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?;
+        let (rollup_tx, rollup_rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let rollup_thread = {
+            let (written, cache) = (rollups_written.clone(), history_cache.clone());
+            std::thread::Builder::new()
+                .name("apiary-rollups".into())
+                .spawn(move || {
+                    let writer = RollupWriter {
+                        conn: rollup_conn,
+                        events,
+                        flush,
+                        checkpoints: &rollup_rounds,
+                        rolled: &written,
+                        history_cache: &cache,
+                    };
+                    writer.run(rollup_rx, pending)
+                })
+                .map_err(|source| StoreError::Io { path: "rollup writer thread".into(), source })?
+        };
+        let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let thread = {
+            let (rollups, sent) = (rollup_tx.clone(), rollups_sent.clone());
+            std::thread::Builder::new()
+                .name("apiary-writer".into())
+                .spawn(move || writer::run(conn, rx, rollups, &checkpoints, &sent))
+                .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?
+        };
         let payload_path = data_dir.join(schema::PAYLOADS.name);
         let mut payload_conn = open_connection(&payload_path, &opts)?;
         schema::migrate(&mut payload_conn, &schema::PAYLOADS)?;
@@ -203,21 +256,23 @@ impl SqliteStore {
         let writer_unfolded = unfolded.clone();
         let payload_thread = std::thread::Builder::new()
             .name("apiary-payloads".into())
-            .spawn(move || {
-                payload::run(payload_conn, payload_rx, rollup_flush, &payload_rounds, &writer_unfolded, &cache)
-            })
+            .spawn(move || payload::run(payload_conn, payload_rx, flush, &payload_rounds, &writer_unfolded, &cache))
             .map_err(|source| StoreError::Io { path: "payload writer thread".into(), source })?;
         Ok(SqliteStore {
-            readers: read_pool(path.clone(), &opts),
-            payload_readers: read_pool(payload_path, &opts),
+            readers: read_pool(path.clone(), Some(rollup_path), &opts),
+            payload_readers: read_pool(payload_path, None, &opts),
             path,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
+            rollup_writer: Mutex::new(Some(rollup_tx)),
+            rollup_thread: Mutex::new(Some(rollup_thread)),
             payload_writer: Mutex::new(Some(payload_tx)),
             payload_thread: Mutex::new(Some(payload_thread)),
+            payload_answers: opts.bulk_load.then(|| Mutex::new(Vec::new())),
             checkpointers: Mutex::new(Some(Checkpointers { stop, threads: checkpointers })),
             quota: QuotaBook::default(),
-            unrolled,
+            rollups_sent,
+            rollups_written,
             unfolded,
             history_cache,
             cve_cache,
@@ -259,26 +314,39 @@ impl SqliteStore {
     /// write them, so that every answered event is counted. Costs nothing
     /// when none are pending.
     fn settle_rollups(&self) -> Result<()> {
-        if !self.unrolled.load(Ordering::SeqCst) {
+        if self.rollups_written.load(Ordering::SeqCst) >= self.rollups_sent.load(Ordering::SeqCst) {
             return Ok(());
         }
-        match self.write(|_| Ok(())) {
+        let Some(sender) = self.rollup_writer.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             // A closed store has written everything it held.
-            Err(StoreError::Closed) => Ok(()),
-            other => other,
+            return Ok(());
+        };
+        let (reply, rx) = mpsc::sync_channel(1);
+        if sender.send(RollupJob::Settle(reply)).is_err() {
+            return Ok(());
         }
+        rx.recv().unwrap_or(Ok(()))
     }
 
-    /// Flushes and stops the writer, waiting for queued work to finish.
+    /// Flushes and stops the writers, waiting for queued work to finish.
     pub fn close(&self) -> Result<()> {
         self.flush()?;
         drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(t) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        // After the event writer, which held the other rollup sender; the
+        // last writes of rollups and payload history run side by side.
+        drop(self.rollup_writer.lock().unwrap_or_else(|p| p.into_inner()).take());
         drop(self.payload_writer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.rollup_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
         if let Some(t) = self.payload_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
+        }
+        if let Some(answers) = &self.payload_answers {
+            settled_payload_answers(&mut answers.lock().unwrap_or_else(|p| p.into_inner()), true)?;
         }
         if let Some(Checkpointers { stop, threads }) =
             self.checkpointers.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -300,6 +368,32 @@ impl SqliteStore {
             .query_row([api_id], |r| Ok((account_from_row(r)?, r.get(7)?, r.get(8)?)))
             .optional()?)
     }
+}
+
+/// Drops the payload writer's answers that came (all of them, waiting, if
+/// `wait`), and returns the first failure among them.
+fn settled_payload_answers(answers: &mut Vec<mpsc::Receiver<Result<()>>>, wait: bool) -> Result<()> {
+    let mut failed = Ok(());
+    answers.retain(|rx| {
+        let answer = if wait { rx.recv().map_err(|_| mpsc::TryRecvError::Disconnected) } else { rx.try_recv() };
+        match answer {
+            Err(mpsc::TryRecvError::Empty) => true,
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => {
+                if failed.is_ok() {
+                    failed = Err(e);
+                }
+                false
+            }
+            Err(mpsc::TryRecvError::Disconnected) => {
+                if failed.is_ok() {
+                    failed = Err(StoreError::Closed);
+                }
+                false
+            }
+        }
+    });
+    failed
 }
 
 /// An account with the hashes of its two keys, for authentication only.
@@ -447,8 +541,14 @@ impl Store for SqliteStore {
         let job = IngestJob { owner, peer, blocks, now_ms: apiary_model::time::now_ms(), reply };
         self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
         let outcome = rx.recv().map_err(|_| StoreError::Closed)?;
-        if let Some(rx) = payload_done {
-            rx.recv().map_err(|_| StoreError::Closed)??;
+        match (payload_done, &self.payload_answers) {
+            (Some(rx), None) => rx.recv().map_err(|_| StoreError::Closed)??,
+            (done, Some(answers)) => {
+                let mut answers = answers.lock().unwrap_or_else(|p| p.into_inner());
+                answers.extend(done);
+                settled_payload_answers(&mut answers, false)?;
+            }
+            (None, None) => {}
         }
         outcome
     }
@@ -665,14 +765,20 @@ impl Store for SqliteStore {
     }
 
     fn prune_events(&self, before_day: i64) -> Result<u64> {
+        // Increments held are written before their events may go: were they
+        // ever rebuilt from the stored events, these would be missing.
+        self.settle_rollups()?;
         let mut total = 0;
         loop {
             let n = self.write(move |conn| writer::prune_chunk(conn, before_day, 20_000))?;
             total += n;
             if n == 0 {
-                return Ok(total);
+                break;
             }
         }
+        let rollups = self.rollup_writer.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Closed)?;
+        total += rollup_writer::call(&rollups, move |conn| writer::prune_counts(conn, before_day))?;
+        Ok(total)
     }
 
     fn flush(&self) -> Result<()> {

@@ -2,15 +2,16 @@
 //!
 //! Every stored event bumps seven rollups (bad hosts per hour, services, IP
 //! history per day, sensor-data counts, month stats); a session's events
-//! share their keys, so they are merged here first. Writing them was half of
-//! the writer thread's work per event, much of it rewriting the same rollup
-//! pages to the WAL at every commit. So under load the writer keeps merging
-//! across commits and writes them at most [`FLUSH_INTERVAL`] later (see
-//! `writer.rs`). Raw events stay durable at once; what is pending here is
-//! always derivable from them: `meta.rollup_hwm` names the last event whose
+//! share their keys, so they are merged here first. The rollups live in a
+//! database of their own (`rollups.db`), written by a thread of their own
+//! (`rollup_writer.rs`): the event writer hands it each commit's
+//! increments, and a write of a second's keys (a third of all ingest work
+//! under a bulk load) runs beside the event commits instead of holding
+//! them up. Raw events stay durable at once; what is pending here is always
+//! derivable from them: `rollup_meta.rollup_hwm` names the last event whose
 //! increments are written, and [`replay`] rebuilds the rest from the stored
 //! blocks, at open after a crash, or when another process wrote to the same
-//! database meanwhile (see [`Rollups::write`]).
+//! databases meanwhile (see [`Rollups::write`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,7 +25,7 @@ use super::block;
 use crate::types::AccountId;
 use crate::Result;
 
-/// Longest time increments wait in memory while ingest keeps the writer busy.
+/// Longest time increments wait in memory while ingest keeps coming.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Keys held at most before a write, whatever the time (bounds memory to a
 /// few tens of megabytes).
@@ -65,32 +66,78 @@ pub(crate) struct Rollups {
     /// The month of the last day seen: a calendar conversion per event would
     /// cost more than all the integer keys together.
     month_of_day: Option<(i64, i64)>,
-    /// The `meta.rollup_hwm` these increments build on: every event up to
-    /// it was rolled up when they started.
+    /// The `rollup_meta.rollup_hwm` these increments build on: every event
+    /// up to it was rolled up when they started.
     base_hwm: i64,
-    /// Events whose increments are in here (all of them past `base_hwm`).
+    /// The last event whose commit was handed over (`base_hwm` if none).
+    upto: i64,
+    /// Whether the increments held are exactly those of the events
+    /// `base_hwm + 1 ..= upto`. Not when commits of another process came in
+    /// between, or another process rolled some of ours up: the write then
+    /// rebuilds them from the stored events.
+    exact: bool,
+    /// Events whose increments are in here.
     events: i64,
     /// When the first of them came.
     since: Option<Instant>,
 }
 
-/// What one event contributes to the rollups.
-pub(crate) struct Increment<'a> {
+/// What one event contributes to the rollups. `service` indexes the
+/// service names sent with it (see [`Committed`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Increment {
     pub owner: AccountId,
     pub ts_ms: i64,
     pub host: IpAddr,
-    pub service: &'a str,
+    pub service: u32,
     pub asn: u32,
 }
 
-impl Rollups {
-    /// No increments, building on `meta.rollup_hwm` = `hwm`.
-    pub fn at(hwm: i64) -> Rollups {
-        Rollups { base_hwm: hwm, ..Rollups::default() }
+/// The increments of the events one commit of the event writer stored, the
+/// ids `first_id..=last_id`.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    pub first_id: i64,
+    pub last_id: i64,
+    /// The service names the increments index (a handful per commit).
+    pub services: Vec<String>,
+    service_ids: FxHashMap<String, u32>,
+    pub increments: Vec<Increment>,
+}
+
+impl Committed {
+    /// None yet; the first will be event `first_id`.
+    pub fn starting_at(first_id: i64) -> Committed {
+        Committed { first_id, last_id: first_id - 1, ..Committed::default() }
     }
 
+    /// The index of `name` in `services`, adding it if new.
+    pub fn service(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.service_ids.get(name) {
+            return *id;
+        }
+        let id = self.services.len() as u32;
+        self.services.push(name.to_owned());
+        self.service_ids.insert(name.to_owned(), id);
+        id
+    }
+}
+
+impl Rollups {
+    /// No increments, building on `rollup_meta.rollup_hwm` = `hwm`.
+    pub fn at(hwm: i64) -> Rollups {
+        Rollups { base_hwm: hwm, upto: hwm, exact: true, ..Rollups::default() }
+    }
+
+    /// Whether nothing waits to be written.
     pub fn is_empty(&self) -> bool {
-        self.events == 0
+        self.upto == self.base_hwm
+    }
+
+    /// The last event handed over: once written, every event up to it is
+    /// rolled up.
+    pub fn upto(&self) -> i64 {
+        self.upto
     }
 
     /// How long the oldest increment held has been waiting (`None`: none is).
@@ -112,7 +159,15 @@ impl Rollups {
             self.known_month_hosts.clear();
         }
         self.known_month_hosts.extend(self.month_host.keys().copied());
+        self.forget(hwm);
+    }
+
+    /// Drops the increments without remembering anything of them, building
+    /// on `hwm` from now on.
+    fn forget(&mut self, hwm: i64) {
         self.base_hwm = hwm;
+        self.upto = hwm;
+        self.exact = true;
         self.events = 0;
         self.since = None;
         self.bad_host_hour.clear();
@@ -130,6 +185,28 @@ impl Rollups {
         }
     }
 
+    /// Takes the increments of one commit of the event writer. Events
+    /// already rolled up are skipped; commits of another process in
+    /// between make the increments inexact (see [`Rollups::write`]).
+    pub fn take(&mut self, committed: &Committed) {
+        if committed.last_id <= self.base_hwm {
+            return;
+        }
+        if committed.first_id != self.upto + 1 {
+            self.exact = false;
+        }
+        self.upto = self.upto.max(committed.last_id);
+        self.since.get_or_insert_with(Instant::now);
+        if !self.exact {
+            // Rebuilt from the stored events when written.
+            return;
+        }
+        let ids: Vec<Service> = committed.services.iter().map(|name| self.service(name)).collect();
+        for inc in &committed.increments {
+            self.add(inc.owner, inc.ts_ms, inc.host, ids[inc.service as usize], inc.asn);
+        }
+    }
+
     fn service(&mut self, name: &str) -> Service {
         if let Some(id) = self.service_ids.get(name) {
             return *id;
@@ -140,11 +217,8 @@ impl Rollups {
         id
     }
 
-    pub fn add(&mut self, e: Increment<'_>) {
-        let Increment { owner, ts_ms, host, service, asn } = e;
+    fn add(&mut self, owner: AccountId, ts_ms: i64, host: IpAddr, service: Service, asn: u32) {
         self.events += 1;
-        self.since.get_or_insert_with(Instant::now);
-        let service = self.service(service);
         let hour = hour_number(ts_ms);
         let day = day_number(ts_ms);
         let month = match self.month_of_day {
@@ -179,29 +253,35 @@ impl Rollups {
         self.ip_day.keys().map(|(_, host, _)| *host)
     }
 
-    /// Writes every increment and moves `meta.rollup_hwm` to the last
-    /// stored event, which it returns.
+    /// Writes the increments of every event up to [`Rollups::upto`] in
+    /// `tx` (on `rollups.db`, holding its write lock) and moves
+    /// `rollup_meta.rollup_hwm` there; returns the new mark.
     ///
-    /// Another process may share the database (`apiary ingest` or
-    /// `apiary account` beside a running server) and keep increments of its
+    /// Another process may share the data directory (`apiary ingest` or
+    /// `apiary account` beside a running server) and roll up events of its
     /// own, or replay ours when it opens. So what is held here is written
-    /// only if the stored events past `meta.rollup_hwm` are exactly the ones
-    /// it holds; otherwise it is dropped and rebuilt from the stored events,
-    /// in this same transaction, which holds the write lock. Whoever moves
-    /// the mark has rolled up every event below it.
-    pub fn write(&mut self, tx: &Transaction) -> Result<i64> {
-        let meta = |key: &str| -> Result<i64> {
-            Ok(tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
-        };
-        let (rolled, stored) = (meta("rollup_hwm")?, meta("event_hwm")?);
-        if rolled != self.base_hwm || stored - rolled != self.events {
+    /// only if the mark is still where it was when these increments started
+    /// and they are exactly those of the events since; otherwise they are
+    /// rebuilt from the stored events (`events`, a connection to
+    /// `apiary.db`) between the mark and [`Rollups::upto`], under the same
+    /// lock. Every event up to `upto` is committed: the event writer hands
+    /// a commit over only after it. Whoever moves the mark has rolled up
+    /// every event below it.
+    pub fn write(&mut self, tx: &Transaction, events: &Connection) -> Result<i64> {
+        let rolled = hwm(tx)?;
+        if rolled >= self.upto {
+            // Someone else rolled up all of these already.
+            self.forget(rolled);
+            return Ok(rolled);
+        }
+        if rolled != self.base_hwm || !self.exact {
             let known = std::mem::take(&mut self.known_month_hosts);
-            *self = replay(tx)?;
+            *self = replay(events, rolled, self.upto)?;
             self.known_month_hosts = known;
         }
         self.write_increments(tx)?;
-        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'rollup_hwm'", [stored])?;
-        Ok(stored)
+        tx.execute("UPDATE rollup_meta SET value = ?1 WHERE key = 'rollup_hwm'", [self.upto])?;
+        Ok(self.upto)
     }
 
     fn write_increments(&self, tx: &Transaction) -> Result<()> {
@@ -210,16 +290,19 @@ impl Rollups {
             "INSERT INTO bad_host_hour (hour, service, owner, host, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO UPDATE SET count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms)",
         )?;
-        // Rows go in key order: each B-tree page is then visited once per
-        // transaction instead of once per row.
+        // Rows go about in key order: each B-tree page is then visited
+        // once per transaction instead of once per row. Addresses sort as
+        // numbers, not as the text the key holds: neighbours either way, at
+        // a fraction of the cost of comparing (and first formatting) text.
+        let mut host_text = HostText::default();
         let mut rows: Vec<_> = self
             .bad_host_hour
             .iter()
-            .map(|((hour, service, owner, host), v)| (*hour, name(*service), *owner, host.to_string(), *v))
+            .map(|(&(hour, service, owner, host), &v)| (hour, name(service), owner, host, v))
             .collect();
-        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
         for (hour, service, owner, host, (count, last)) in rows {
-            st.execute(params![hour, service, owner, host, count as i64, last])?;
+            st.execute(params![hour, service, owner, host_text.of(host), count as i64, last])?;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO service_hour (hour, service, owner, count) VALUES (?1, ?2, ?3, ?4)
@@ -234,14 +317,11 @@ impl Rollups {
                 asn = CASE WHEN excluded.asn != 0 THEN excluded.asn ELSE asn END",
         )?;
         let mut days = Vec::new();
-        let mut rows: Vec<_> = self
-            .ip_day
-            .iter()
-            .map(|((day, host, service), count)| (*day, host.to_string(), name(*service), *count))
-            .collect();
-        rows.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        let mut rows: Vec<_> =
+            self.ip_day.iter().map(|(&(day, host, service), &count)| (day, host, name(service), count)).collect();
+        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         for (day, host, service, (count, asn)) in rows {
-            st.execute(params![day, host, service, count as i64, asn])?;
+            st.execute(params![day, host_text.of(host), service, count as i64, asn])?;
             if !days.contains(&day) {
                 days.push(day);
             }
@@ -259,10 +339,10 @@ impl Rollups {
         }
         let mut new_hosts: HashMap<i64, i64> = HashMap::new();
         let mut st = tx.prepare_cached("INSERT OR IGNORE INTO month_host (month, host) VALUES (?1, ?2)")?;
-        let mut rows: Vec<_> = self.month_host.keys().map(|(month, host)| (*month, host.to_string())).collect();
+        let mut rows: Vec<_> = self.month_host.keys().copied().collect();
         rows.sort_unstable();
         for (month, host) in rows {
-            *new_hosts.entry(month).or_default() += st.execute(params![month, host])? as i64;
+            *new_hosts.entry(month).or_default() += st.execute(params![month, host_text.of(host)])? as i64;
         }
         let mut st = tx.prepare_cached(
             "INSERT INTO month_stats (month, events, hosts) VALUES (?1, ?2, ?3)
@@ -282,41 +362,73 @@ impl Rollups {
     }
 }
 
-/// Writes the increments a killed run kept in memory and never wrote, and
-/// returns the empty increments a writer starts from.
-pub(crate) fn catch_up(conn: &mut Connection) -> Result<Rollups> {
-    let mut pending = replay(conn)?;
-    if !pending.is_empty() {
+/// An address as the text rollup keys hold, formatted into one reused buffer.
+#[derive(Default)]
+struct HostText(String);
+
+impl HostText {
+    fn of(&mut self, host: IpAddr) -> &str {
+        use std::fmt::Write;
+        self.0.clear();
+        let _ = write!(self.0, "{host}");
+        &self.0
+    }
+}
+
+/// The last event whose increments `rollups.db` holds.
+pub(crate) fn hwm(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT value FROM rollup_meta WHERE key = 'rollup_hwm'", [], |r| r.get(0))?)
+}
+
+/// Writes the increments a killed run kept in memory and never wrote (every
+/// event stored past the mark), and returns the empty increments the rollup
+/// writer starts from. `events` reads `apiary.db`.
+pub(crate) fn catch_up(conn: &mut Connection, events: &Connection) -> Result<Rollups> {
+    let stored: i64 = events.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
+    let rolled = hwm(conn)?;
+    if rolled > stored {
+        return Err(crate::StoreError::Invalid(format!(
+            "rollups.db has rolled up events to {rolled} but apiary.db stores events only to {stored}: \
+             they are not from the same store; move rollups.db away to rebuild it from the stored events"
+        )));
+    }
+    let mut pending = Rollups::at(rolled);
+    if stored > rolled {
+        pending.upto = stored;
+        pending.exact = false;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let hwm = pending.write(&tx)?;
+        let written = pending.write(&tx, events)?;
         tx.commit()?;
-        pending.clear(hwm);
+        pending.clear(written);
     }
     Ok(pending)
 }
 
-/// The increments of every stored event past `meta.rollup_hwm`: those that
-/// were still in memory when the process stopped. Blocks are written whole
-/// in one transaction and the mark only ever moves at a commit, so no block
-/// straddles it.
-fn replay(conn: &Connection) -> Result<Rollups> {
-    let hwm: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'rollup_hwm'", [], |r| r.get(0))?;
-    let mut rollups = Rollups::at(hwm);
-    let mut st =
-        conn.prepare("SELECT first_id, owner, data FROM event_blocks WHERE first_id > ?1 ORDER BY first_id")?;
-    let mut rows = st.query([hwm])?;
-    let mut events = Vec::new();
+/// The increments of the stored events `from + 1 ..= to`: those a process
+/// still held when it stopped, or another process's. Blocks are written
+/// whole in one transaction and the marks are always a commit's last
+/// event, so no block straddles them.
+fn replay(events: &Connection, from: i64, to: i64) -> Result<Rollups> {
+    let mut rollups = Rollups::at(from);
+    rollups.upto = to;
+    let mut st = events.prepare(
+        "SELECT first_id, owner, data FROM event_blocks WHERE first_id > ?1 AND first_id <= ?2 ORDER BY first_id",
+    )?;
+    let mut rows = st.query([from, to])?;
+    let mut decoded = Vec::new();
     while let Some(row) = rows.next()? {
         let (first_id, owner): (i64, AccountId) = (row.get(0)?, row.get(1)?);
         let data: Vec<u8> = row.get(2)?;
-        events.clear();
-        block::decode(first_id, &data, i64::MIN, usize::MAX, &mut events)
+        decoded.clear();
+        block::decode(first_id, &data, i64::MIN, usize::MAX, &mut decoded)
             .map_err(|e| crate::StoreError::Invalid(format!("replaying rollups from block {first_id}: {e}")))?;
-        for e in &events {
+        for e in &decoded {
             // A stored host always parses; one that does not cannot be rolled up.
             let Ok(host) = e.remote_host.parse() else { continue };
-            rollups.add(Increment { owner, ts_ms: e.ts_ms, host, service: &e.service, asn: e.asn });
+            let service = rollups.service(&e.service);
+            rollups.add(owner, e.ts_ms, host, service, e.asn);
         }
     }
+    rollups.since = (!rollups.is_empty()).then(Instant::now);
     Ok(rollups)
 }

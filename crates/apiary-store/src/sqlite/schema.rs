@@ -4,6 +4,8 @@
 //! in its own transaction; a database is never left half-migrated. Never edit
 //! a released migration: append a new one.
 
+use std::path::Path;
+
 use rusqlite::Connection;
 
 use crate::Result;
@@ -15,8 +17,19 @@ pub struct Schema {
     pub migrations: &'static [&'static str],
 }
 
-/// `apiary.db`: accounts, raw events and their rollups.
+/// `apiary.db`: accounts, nodes and raw events.
 pub const MAIN: Schema = Schema { name: "apiary.db", migrations: MAIN_MIGRATIONS };
+
+/// The version of `apiary.db` that still holds the rollups, which
+/// [`move_rollups`] copies into `rollups.db` before the next migration drops
+/// them.
+pub const MAIN_WITH_ROLLUPS: usize = 4;
+
+/// `rollups.db`: the rollups of the raw events, a database of its own with a
+/// writer thread of its own, so that writing them runs beside the event
+/// commits instead of holding them up (see `rollup.rs`). Read connections
+/// of `apiary.db` attach it; its tables keep the names they had there.
+pub const ROLLUPS: Schema = Schema { name: "rollups.db", migrations: ROLLUP_MIGRATIONS };
 
 /// `payloads.db`: payload history and CVE sightings. A database of its own
 /// with its own writer thread, so that the set inserts they cost run beside
@@ -146,6 +159,65 @@ const MAIN_MIGRATIONS: &[&str] = &[
     DROP TABLE host_hour;
     DROP TABLE host_hour_all;
     "#,
+    // 5: the rollups live in rollups.db (copied there by `move_rollups`).
+    r#"
+    DROP TABLE bad_host_hour;
+    DROP TABLE service_hour;
+    DROP TABLE ip_day;
+    DROP TABLE days;
+    DROP TABLE day_owner;
+    DROP TABLE month_stats;
+    DROP TABLE month_service;
+    DROP TABLE month_host;
+    DELETE FROM meta WHERE key = 'rollup_hwm';
+    "#,
+];
+
+/// The tables `move_rollups` copies, in `apiary.db`'s version 4 layout.
+const ROLLUP_TABLES: &[&str] =
+    &["bad_host_hour", "service_hour", "ip_day", "days", "day_owner", "month_stats", "month_service", "month_host"];
+
+const ROLLUP_MIGRATIONS: &[&str] = &[
+    // 1: the rollups of apiary.db's version 4, and the mark of the last
+    // event rolled up (see rollup.rs).
+    r#"
+    CREATE TABLE rollup_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO rollup_meta VALUES ('rollup_hwm', 0);
+    CREATE TABLE bad_host_hour (
+        hour INTEGER NOT NULL, service TEXT NOT NULL, owner INTEGER NOT NULL, host TEXT NOT NULL,
+        count INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+        PRIMARY KEY (hour, service, owner, host)
+    ) WITHOUT ROWID;
+    CREATE TABLE service_hour (
+        hour INTEGER NOT NULL, service TEXT NOT NULL, owner INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (hour, service, owner)
+    ) WITHOUT ROWID;
+    -- Keyed day first so that a day's inserts stay in one small region of
+    -- the tree (host first would scatter them over all history); an IP's
+    -- history is read with one seek per day listed in `days`.
+    -- `asn` is the host's AS at ingest (0: unknown), for the per-ASN answers.
+    CREATE TABLE ip_day (
+        day INTEGER NOT NULL, host TEXT NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
+        asn INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, host, service)
+    ) WITHOUT ROWID;
+    CREATE TABLE days (day INTEGER PRIMARY KEY);
+    CREATE TABLE day_owner (
+        day INTEGER NOT NULL, owner INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (day, owner)
+    ) WITHOUT ROWID;
+    CREATE TABLE month_stats (
+        month INTEGER PRIMARY KEY, events INTEGER NOT NULL, hosts INTEGER NOT NULL
+    );
+    CREATE TABLE month_service (
+        month INTEGER NOT NULL, service TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (month, service)
+    ) WITHOUT ROWID;
+    CREATE TABLE month_host (
+        month INTEGER NOT NULL, host TEXT NOT NULL,
+        PRIMARY KEY (month, host)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 const PAYLOAD_MIGRATIONS: &[&str] = &[
@@ -206,11 +278,60 @@ const PAYLOAD_MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Brings `main` (`apiary.db`) and `rollups` (`rollups.db`) to their
+/// latest versions. An `apiary.db` from before `rollups.db` existed has its
+/// rollups copied over first, with their mark, in one transaction of
+/// `rollups.db` that also records the move: a run killed before `apiary.db`
+/// drops them copies nothing twice.
+pub fn migrate_main_and_rollups(main: &mut Connection, main_path: &Path, rollups: &mut Connection) -> Result<()> {
+    if user_version(main)? < MAIN_WITH_ROLLUPS {
+        migrate(main, &Schema { migrations: &MAIN.migrations[..MAIN_WITH_ROLLUPS], ..MAIN })?;
+    }
+    migrate(rollups, &ROLLUPS)?;
+    if user_version(main)? == MAIN_WITH_ROLLUPS {
+        move_rollups(main_path, rollups)?;
+    }
+    migrate(main, &MAIN)
+}
+
+/// Copies the rollups of an `apiary.db` at version [`MAIN_WITH_ROLLUPS`]
+/// (at `main_path`) into `rollups`, unless a run before did.
+fn move_rollups(main_path: &Path, rollups: &mut Connection) -> Result<()> {
+    let path = main_path.to_str().ok_or_else(|| {
+        crate::StoreError::Invalid(format!("data directory path {} is not UTF-8", main_path.display()))
+    })?;
+    rollups.execute("ATTACH DATABASE ?1 AS old", [path])?;
+    let moved = (|| {
+        let tx = rollups.transaction()?;
+        let done: i64 = tx.query_row("SELECT count(*) FROM rollup_meta WHERE key = 'moved'", [], |r| r.get(0))?;
+        if done == 0 {
+            for table in ROLLUP_TABLES {
+                tx.execute(&format!("INSERT INTO main.{table} SELECT * FROM old.{table}"), [])?;
+            }
+            tx.execute(
+                "UPDATE rollup_meta SET value = (SELECT value FROM old.meta WHERE key = 'rollup_hwm')
+                 WHERE key = 'rollup_hwm'",
+                [],
+            )?;
+            tx.execute("INSERT INTO rollup_meta VALUES ('moved', 1)", [])?;
+        }
+        tx.commit()?;
+        tracing::info!("moved the rollups from apiary.db into rollups.db");
+        Ok::<_, crate::StoreError>(())
+    })();
+    rollups.execute("DETACH DATABASE old", [])?;
+    moved
+}
+
+fn user_version(conn: &Connection) -> Result<usize> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize)
+}
+
 /// Brings the database up to the schema's latest version. Refuses a database
 /// written by a newer build rather than guessing at its schema.
 pub fn migrate(conn: &mut Connection, schema: &Schema) -> Result<()> {
     let latest = schema.migrations.len();
-    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let current = user_version(conn)?;
     if current > latest {
         return Err(crate::StoreError::Invalid(format!(
             "{} schema version {current} is newer than this build's {latest}; upgrade apiary",
@@ -242,7 +363,7 @@ mod tests {
              INSERT INTO host_hour_all VALUES (490000, '192.0.2.1', 7, 100), (490001, '192.0.2.1', 1, 200);",
         )
         .unwrap();
-        migrate(&mut conn, &MAIN).unwrap();
+        migrate(&mut conn, &Schema { name: "apiary.db", migrations: &MAIN_MIGRATIONS[..MAIN_WITH_ROLLUPS] }).unwrap();
         let rows: Vec<(i64, String, i64, String, i64, i64)> = conn
             .prepare("SELECT * FROM bad_host_hour ORDER BY hour")
             .unwrap()
@@ -263,5 +384,81 @@ mod tests {
             })
             .unwrap();
         assert_eq!(old, 0);
+    }
+
+    /// An `apiary.db` from before `rollups.db` (version 4), with a row in
+    /// each rollup table.
+    fn version_4_with_rollups(dir: &Path) -> Connection {
+        let mut conn = Connection::open(dir.join("apiary.db")).unwrap();
+        migrate(&mut conn, &Schema { name: "apiary.db", migrations: &MAIN_MIGRATIONS[..MAIN_WITH_ROLLUPS] }).unwrap();
+        conn.execute_batch(
+            "UPDATE meta SET value = 7 WHERE key IN ('event_hwm', 'rollup_hwm');
+             INSERT INTO bad_host_hour VALUES (490000, 'SSH', 1, '192.0.2.1', 7, 100);
+             INSERT INTO service_hour VALUES (490000, 'SSH', 1, 7);
+             INSERT INTO ip_day VALUES (20416, '192.0.2.1', 'SSH', 7, 64496);
+             INSERT INTO days VALUES (20416);
+             INSERT INTO day_owner VALUES (20416, 1, 7);
+             INSERT INTO month_stats VALUES (670, 7, 1);
+             INSERT INTO month_service VALUES (670, 'SSH', 7);
+             INSERT INTO month_host VALUES (670, '192.0.2.1');",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn rollup_rows(rollups: &Connection) -> Vec<i64> {
+        let mut counts: Vec<i64> = ROLLUP_TABLES
+            .iter()
+            .map(|t| rollups.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap())
+            .collect();
+        counts.push(
+            rollups.query_row("SELECT value FROM rollup_meta WHERE key = 'rollup_hwm'", [], |r| r.get(0)).unwrap(),
+        );
+        counts
+    }
+
+    #[test]
+    fn rollups_of_version_4_move_into_their_own_database_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apiary.db");
+        let mut main = version_4_with_rollups(dir.path());
+        let mut rollups = Connection::open(dir.path().join("rollups.db")).unwrap();
+        migrate_main_and_rollups(&mut main, &path, &mut rollups).unwrap();
+        assert_eq!(rollup_rows(&rollups), [1, 1, 1, 1, 1, 1, 1, 1, 7], "every row and the mark moved");
+        let (asn, count): (i64, i64) =
+            rollups.query_row("SELECT asn, count FROM ip_day", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((asn, count), (64496, 7));
+        let left: i64 = main
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name IN ('bad_host_hour', 'ip_day', 'month_host')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "apiary.db drops them");
+        let mark: Option<i64> = main
+            .query_row("SELECT value FROM meta WHERE key = 'rollup_hwm'", [], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .unwrap();
+        assert_eq!(mark, None);
+        // Opening again changes nothing.
+        migrate_main_and_rollups(&mut main, &path, &mut rollups).unwrap();
+        assert_eq!(rollup_rows(&rollups), [1, 1, 1, 1, 1, 1, 1, 1, 7]);
+    }
+
+    #[test]
+    fn a_move_killed_before_apiary_db_dropped_its_rollups_is_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apiary.db");
+        let mut main = version_4_with_rollups(dir.path());
+        let mut rollups = Connection::open(dir.path().join("rollups.db")).unwrap();
+        migrate(&mut rollups, &ROLLUPS).unwrap();
+        // Killed right after the copy committed.
+        move_rollups(&path, &mut rollups).unwrap();
+        assert_eq!(user_version(&main).unwrap(), MAIN_WITH_ROLLUPS);
+        migrate_main_and_rollups(&mut main, &path, &mut rollups).unwrap();
+        assert_eq!(rollup_rows(&rollups), [1, 1, 1, 1, 1, 1, 1, 1, 7]);
+        assert_eq!(user_version(&main).unwrap(), MAIN.migrations.len());
     }
 }

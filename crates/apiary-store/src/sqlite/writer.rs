@@ -1,34 +1,38 @@
-//! The single writer thread.
+//! The event writer thread.
 //!
-//! SQLite allows one writer at a time, so all writes go through one thread
-//! that owns the write connection. Ingest batches that queue up while a
-//! transaction runs are committed together (group commit): under load, many
-//! HTTP requests share one fsync-free WAL commit, and each caller is answered
-//! only after the commit that made its events durable.
+//! SQLite allows one writer at a time, so all writes of `apiary.db` go
+//! through one thread that owns its write connection. Ingest batches that
+//! queue up while a transaction runs are committed together (group commit):
+//! under load, many HTTP requests share one fsync-free WAL commit, and each
+//! caller is answered only after the commit that made its events durable.
+//! Each commit's rollup increments go to the rollup writer
+//! (`rollup_writer.rs`) before the answers.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::time::Duration;
 
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
 use super::claims::{self, Claims};
-use super::host_cache::HostCache;
-use super::rollup::{Increment, Rollups, BULK_FLUSH_INTERVAL, BULK_MAX_PENDING_KEYS, FLUSH_INTERVAL, MAX_PENDING_KEYS};
+use super::rollup::{
+    Committed, Increment, BULK_FLUSH_INTERVAL, BULK_MAX_PENDING_KEYS, FLUSH_INTERVAL, MAX_PENDING_KEYS,
+};
+use super::rollup_writer::RollupJob;
 use super::BUSY_TIMEOUT;
 
-use crate::types::{AccountId, IngestOutcome, IpHistoryRow};
+use crate::types::{AccountId, IngestOutcome};
 use crate::{Result, StoreError};
 
 /// Largest number of events committed in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 50_000;
 /// A pause in ingest this long means the stream of batches stopped: pending
-/// rollups are written then, and a batch arriving after such a pause (a lone
-/// one) has its rollups written right after it.
+/// rollups are written then, and a commit arriving after such a pause (a
+/// lone one) has its rollups written right after it.
 pub(crate) const IDLE_GAP: Duration = Duration::from_millis(50);
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
@@ -86,70 +90,32 @@ pub(crate) enum Job {
     Task(Task),
 }
 
-/// Runs jobs until every sender is gone, keeping rollup increments in
-/// `pending` (empty, building on the `meta.rollup_hwm` that
-/// `SqliteStore::open` left). After each commit that wrote rollups, the
-/// hosts whose IP history changed are dropped from `history_cache`.
-/// `checkpoints` is bumped by the checkpointer after each round (see
-/// [`restart_wal`]). `unrolled` is set while committed events have rollup
-/// increments not yet written, before the ingest that left them is
-/// answered: readers of rollups then send the writer any task, which writes
-/// them first (read-your-writes).
-///
-/// Rollups are written right after a lone batch is answered. While batches
-/// keep coming (a stream of them, even if each waits for the one before, as
-/// a client's do), they are kept merging in memory: writing them at every
-/// commit rewrote the same rollup pages to the WAL each time, a third of the
-/// writer's work under four clients. They are written when the stream
-/// pauses for [`IDLE_GAP`], at most [`FLUSH_INTERVAL`] later (or at
-/// [`MAX_PENDING_KEYS`]), before any other write, and at shutdown; always in
-/// a transaction of their own, after the answers, so that clients never wait
-/// for them.
+/// Runs jobs until every sender is gone. After each commit, its rollup
+/// increments go to `rollups`, and `sent` moves to its last event, before
+/// the answers: a reader that got one and finds `sent` past what the rollup
+/// writer wrote has it write them first (read-your-writes). `checkpoints`
+/// is bumped by the checkpointer after each round (see [`restart_wal`]).
 pub(crate) fn run(
     mut conn: Connection,
     jobs: Receiver<Job>,
-    mut pending: Rollups,
-    rollup_flush: RollupFlush,
+    rollups: SyncSender<RollupJob>,
     checkpoints: &AtomicU64,
-    unrolled: &AtomicBool,
-    history_cache: &HostCache<Vec<IpHistoryRow>>,
+    sent: &AtomicI64,
 ) {
     let mut nodes = NodeCache::default();
     let mut claims = Claims::default();
     let mut checkpoint_seen = 0;
     let mut carried: Option<Job> = None;
-    let flush = |conn: &mut Connection, pending: &mut Rollups| {
-        flush_rollups(conn, pending, history_cache);
-        unrolled.store(!pending.is_empty(), Ordering::SeqCst);
-    };
     loop {
-        let waiting_since = Instant::now();
         let first = match carried.take() {
             Some(job) => job,
-            None => match pending.age() {
-                None => match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                },
-                Some(age) => {
-                    let due = rollup_flush.interval().saturating_sub(age);
-                    let wait = if rollup_flush == RollupFlush::WhenIdle { due.min(IDLE_GAP) } else { due };
-                    match jobs.recv_timeout(wait) {
-                        Ok(job) => job,
-                        Err(RecvTimeoutError::Timeout) => {
-                            flush(&mut conn, &mut pending);
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
             },
         };
-        // A batch after a pause is a lone one: its rollups follow at once.
-        let lone = waiting_since.elapsed() >= IDLE_GAP;
         let mut batch = match first {
             Job::Task(task) => {
-                flush(&mut conn, &mut pending);
                 task(&mut conn);
                 continue;
             }
@@ -169,12 +135,17 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        match ingest_batch(&mut conn, &mut nodes, &mut claims, &batch, &mut pending) {
-            Ok(outcomes) => {
+        match ingest_batch(&mut conn, &mut nodes, &mut claims, &batch) {
+            Ok((outcomes, committed)) => {
                 claims.committed();
-                // Before the answers: whoever got one and reads next must
-                // see that rollups are pending.
-                unrolled.store(!pending.is_empty(), Ordering::SeqCst);
+                if committed.last_id >= committed.first_id {
+                    let last = committed.last_id;
+                    // Gone only at shutdown, when the stored events roll up
+                    // at the next open.
+                    if rollups.send(RollupJob::Committed(committed)).is_ok() {
+                        sent.fetch_max(last, Ordering::SeqCst);
+                    }
+                }
                 for (job, outcome) in batch.iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -185,30 +156,12 @@ pub(crate) fn run(
                     checkpoint_seen = round;
                     restart_wal(&conn);
                 }
-                // Rollups are written after the answers, in a transaction
-                // of their own: the clients parse their next batches
-                // meanwhile instead of waiting for a write of up to
-                // MAX_PENDING_KEYS rows. They wait to be merged with the
-                // next group unless this one was a lone batch and nothing
-                // more came in during it.
-                if carried.is_none() {
-                    carried = jobs.try_recv().ok();
-                }
-                if (lone && carried.is_none() && rollup_flush == RollupFlush::WhenIdle)
-                    || pending.age().is_some_and(|age| age >= rollup_flush.interval())
-                    || pending.keys() >= rollup_flush.max_keys()
-                {
-                    flush(&mut conn, &mut pending);
-                }
             }
             Err(e) => {
                 // The transaction rolled back: nothing of this group is
                 // stored, and the node cache may name rolled-back rows.
-                // `pending` may hold the group's increments: its next write
-                // sees they match no stored event and rebuilds it.
                 nodes = NodeCache::default();
                 claims.forget();
-                unrolled.store(!pending.is_empty(), Ordering::SeqCst);
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in &batch {
                     let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
@@ -216,7 +169,6 @@ pub(crate) fn run(
             }
         }
     }
-    flush(&mut conn, &mut pending);
 }
 
 /// Makes the next commit write the WAL from its first page again.
@@ -238,34 +190,6 @@ pub(crate) fn restart_wal(conn: &Connection) {
     if let Err(e) = restarted.and(restored) {
         tracing::warn!(error = %e, "restarting the WAL");
     }
-}
-
-/// Writes the pending increments in a transaction of their own.
-fn flush_rollups(conn: &mut Connection, pending: &mut Rollups, history_cache: &HostCache<Vec<IpHistoryRow>>) {
-    if pending.is_empty() {
-        return;
-    }
-    let written = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(StoreError::from)
-        .and_then(|tx| {
-            let hwm = pending.write(&tx)?;
-            tx.commit()?;
-            Ok(hwm)
-        });
-    match written {
-        Ok(hwm) => rolled_up(pending, hwm, history_cache),
-        // Kept in memory (and derivable from the stored events): the next
-        // flush tries again.
-        Err(e) => tracing::error!(error = %e, "writing rollups failed; will retry"),
-    }
-}
-
-/// After the commit that wrote `pending` up to `hwm`: the hosts whose IP
-/// history changed leave the cache, and the increments are forgotten.
-fn rolled_up(pending: &mut Rollups, hwm: i64, history_cache: &HostCache<Vec<IpHistoryRow>>) {
-    history_cache.invalidate(pending.hosts());
-    pending.clear(hwm);
 }
 
 /// Sends a closure to the writer and waits for its result.
@@ -297,19 +221,19 @@ fn node_row(tx: &Transaction, cache: &mut NodeCache, owner: AccountId, node: &st
 }
 
 /// Stores a group of jobs in one transaction and returns each job's
-/// outcome. The events' rollup increments join `pending`.
+/// outcome, and the rollup increments of the events it stored.
 fn ingest_batch(
     conn: &mut Connection,
     nodes: &mut NodeCache,
     claims: &mut Claims,
     jobs: &[IngestJob],
-    pending: &mut Rollups,
-) -> Result<Vec<IngestOutcome>> {
+) -> Result<(Vec<IngestOutcome>, Committed)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     claims.begin(&tx)?;
     let hwm: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'event_hwm'", [], |r| r.get(0))?;
     let mut next_id = hwm + 1;
     let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut committed = Committed::starting_at(next_id);
     {
         let mut touch = tx.prepare_cached(
             "UPDATE nodes SET last_seen_ms = max(last_seen_ms, ?2), public_ip = coalesce(?3, public_ip) WHERE id = ?1",
@@ -337,12 +261,18 @@ fn ingest_batch(
                 }
                 let fresh: Vec<&Event> =
                     block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
+                committed.increments.reserve(fresh.len());
+                let mut service = (u32::MAX, "");
                 for e in &fresh {
-                    pending.add(Increment {
+                    // Events of a block mostly share their service.
+                    if service.1 != e.service {
+                        service = (committed.service(&e.service), &e.service);
+                    }
+                    committed.increments.push(Increment {
                         owner: job.owner,
                         ts_ms: e.ts_ms,
                         host: e.remote_host,
-                        service: &e.service,
+                        service: service.0,
                         asn: e.origin.asn,
                     });
                 }
@@ -373,14 +303,15 @@ fn ingest_batch(
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'event_hwm'", [next_id - 1])?;
     }
     tx.commit()?;
-    Ok(outcomes)
+    committed.last_id = next_id - 1;
+    Ok((outcomes, committed))
 }
 
 /// Deletes up to `limit` blocks of raw events of days before `before_day`,
-/// then (once no such block is left) the idempotency keys and raw-event
-/// counts of those days, also in steps; returns how many rows went, 0 when
-/// nothing is left to prune. Dropping the counts keeps `/sensor-data/count`
-/// in agreement with what `/sensor-data` can page.
+/// then (once no such block is left) the idempotency keys of those days,
+/// also in steps; returns how many rows went, 0 when nothing is left to
+/// prune. (The raw-event counts of those days go next, in `rollups.db`:
+/// [`prune_counts`].)
 pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) -> Result<u64> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut n = tx.execute(
@@ -404,12 +335,16 @@ pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) 
                 params![owner, first_bucket, limit as i64],
             )?;
         }
-        if n == 0 {
-            tx.execute("DELETE FROM day_owner WHERE day < ?1", [before_day])?;
-        }
     }
     tx.commit()?;
     Ok(n as u64)
+}
+
+/// Drops the raw-event counts of days before `before_day` once their events
+/// are pruned, keeping `/sensor-data/count` in agreement with what
+/// `/sensor-data` can page. Runs on the rollup writer.
+pub(crate) fn prune_counts(conn: &mut Connection, before_day: i64) -> Result<u64> {
+    Ok(conn.execute("DELETE FROM day_owner WHERE day < ?1", [before_day])? as u64)
 }
 
 pub(crate) fn load_quota(conn: &Connection, account: AccountId, month: i64) -> Result<u64> {

@@ -1,0 +1,162 @@
+//! The rollup writer thread: owns the write connection of `rollups.db`.
+//!
+//! The event writer hands it the increments of each commit (after the
+//! commit, before the answers); it merges them in memory ([`Rollups`]) and
+//! writes them in transactions of its own on its own database, so the event
+//! commits never wait for a rollup write. It writes right after a lone
+//! commit (one after a pause of [`IDLE_GAP`]); while commits keep coming,
+//! when they pause for [`IDLE_GAP`], at most [`RollupFlush::interval`]
+//! later, at [`RollupFlush::max_keys`], before any other job, and at
+//! shutdown. Readers of rollups settle them first (`SqliteStore::settle_rollups`),
+//! so an answered batch is always counted.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use rusqlite::Connection;
+
+use super::host_cache::HostCache;
+use super::rollup::{Committed, Rollups};
+use super::writer::{restart_wal, Reply, RollupFlush, IDLE_GAP};
+use crate::types::IpHistoryRow;
+use crate::{Result, StoreError};
+
+type Task = Box<dyn FnOnce(&mut Connection) + Send>;
+
+pub(crate) enum RollupJob {
+    /// The increments of one commit of the event writer.
+    Committed(Committed),
+    /// Write everything held, then answer.
+    Settle(Reply<()>),
+    /// Any other write to `rollups.db`, after everything held is written.
+    Task(Task),
+}
+
+/// What the rollup writer works with besides its jobs.
+pub(crate) struct RollupWriter<'a> {
+    /// The write connection of `rollups.db`.
+    pub conn: Connection,
+    /// A read connection of `apiary.db`, to rebuild increments from the
+    /// stored events (see [`Rollups::write`]).
+    pub events: Connection,
+    pub flush: RollupFlush,
+    /// Bumped by `rollups.db`'s checkpointer after each round.
+    pub checkpoints: &'a AtomicU64,
+    /// The last event whose increments are written (or were found written
+    /// by another process): readers compare it with the last handed over.
+    pub rolled: &'a AtomicI64,
+    /// IP histories read lately: the hosts whose history a write changed
+    /// leave it.
+    pub history_cache: &'a HostCache<Vec<IpHistoryRow>>,
+}
+
+impl RollupWriter<'_> {
+    /// Runs jobs until every sender is gone, starting from `pending` (empty,
+    /// building on the mark `rollup::catch_up` left).
+    pub fn run(mut self, jobs: Receiver<RollupJob>, mut pending: Rollups) {
+        let mut checkpoint_seen = 0;
+        loop {
+            let waiting_since = Instant::now();
+            let next = match pending.age() {
+                None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(age) => {
+                    let due = self.flush.interval().saturating_sub(age);
+                    jobs.recv_timeout(if self.flush == RollupFlush::WhenIdle { due.min(IDLE_GAP) } else { due })
+                }
+            };
+            match next {
+                Ok(RollupJob::Committed(committed)) => {
+                    // A commit after a pause is a lone one: its rollups
+                    // follow at once, unless more came in meanwhile.
+                    let lone = waiting_since.elapsed() >= IDLE_GAP;
+                    pending.take(&committed);
+                    drop(committed);
+                    let mut more = false;
+                    while pending.keys() < self.flush.max_keys() {
+                        match jobs.try_recv() {
+                            Ok(RollupJob::Committed(c)) => {
+                                pending.take(&c);
+                                more = true;
+                            }
+                            Ok(other) => {
+                                self.write(&mut pending);
+                                self.other(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if (lone && !more && self.flush == RollupFlush::WhenIdle)
+                        || pending.age().is_some_and(|age| age >= self.flush.interval())
+                        || pending.keys() >= self.flush.max_keys()
+                    {
+                        self.write(&mut pending);
+                    }
+                }
+                Ok(other) => {
+                    self.write(&mut pending);
+                    self.other(other);
+                }
+                Err(RecvTimeoutError::Timeout) => self.write(&mut pending),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Between transactions: a restart may copy the frames committed
+            // since the checkpointer's round, and fsync.
+            let round = self.checkpoints.load(Ordering::Relaxed);
+            if round != checkpoint_seen {
+                checkpoint_seen = round;
+                restart_wal(&self.conn);
+            }
+        }
+        self.write(&mut pending);
+    }
+
+    /// A settle or a task, once everything held is written.
+    fn other(&mut self, job: RollupJob) {
+        match job {
+            RollupJob::Settle(reply) => drop(reply.send(Ok(()))),
+            RollupJob::Task(task) => task(&mut self.conn),
+            RollupJob::Committed(_) => unreachable!("increments are taken, not run"),
+        }
+    }
+
+    /// Writes `pending` in a transaction of its own; on failure keeps it
+    /// (derivable from the stored events) for the next try.
+    fn write(&mut self, pending: &mut Rollups) {
+        if pending.is_empty() {
+            // Commits whose events were all rolled up by another process
+            // leave nothing to write, but readers must not wait for them.
+            self.rolled.fetch_max(pending.upto(), Ordering::SeqCst);
+            return;
+        }
+        let events = &self.events;
+        let written = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)
+            .and_then(|tx| {
+                let hwm = pending.write(&tx, events)?;
+                tx.commit()?;
+                Ok::<_, StoreError>(hwm)
+            });
+        match written {
+            Ok(hwm) => {
+                self.history_cache.invalidate(pending.hosts());
+                pending.clear(hwm);
+                self.rolled.fetch_max(hwm, Ordering::SeqCst);
+            }
+            Err(e) => tracing::error!(error = %e, "writing rollups failed; will retry"),
+        }
+    }
+}
+
+/// Sends a closure to the rollup writer and waits for its result.
+pub(crate) fn call<T: Send + 'static>(
+    sender: &std::sync::mpsc::SyncSender<RollupJob>,
+    f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    sender.send(RollupJob::Task(Box::new(move |conn| drop(tx.send(f(conn)))))).map_err(|_| StoreError::Closed)?;
+    rx.recv().map_err(|_| StoreError::Closed)?
+}
