@@ -63,6 +63,11 @@ struct InfoFact<'a> {
 
 /// Attributes and CVEs of an INFO event's login or command, if it is one.
 fn info_facts(service: &str, data: &[u8]) -> Option<PayloadFacts> {
+    // Most INFO events are no login or command: without a backslash no key
+    // is escaped, so one without a literal "type" key has none at all.
+    if !data.contains(&b'\\') && memchr::memmem::find(data, b"\"type\"").is_none() {
+        return None;
+    }
     let fact: InfoFact<'_> = serde_json::from_slice(data).ok()?;
     let is_shell = ["ssh", "telnet"].iter().any(|s| service.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
     let mut values = Vec::new();
@@ -128,6 +133,10 @@ mod tests {
         assert!(info_facts("Redis", br#"{"type":"command","command":"INFO"}"#).is_none());
         assert!(info_facts("SSH", br#"{"type":"client","version":"SSH-2.0-Go"}"#).is_none());
         assert!(info_facts("SSH", b"not json").is_none());
+        assert!(info_facts("SSH", br#"{"username":"root","password":"admin"}"#).is_none());
+        // An escaped key is read as what it spells.
+        let f = info_facts("SSH", br#"{"\u0074ype":"login","username":"root"}"#).unwrap();
+        assert_eq!(values(&f), vec![(Some("username"), "root")]);
         assert!(info_facts("SSH", br#"{"type":"login","username":""}"#).is_none());
         assert!(info_facts("SSH", br#"{"type":7}"#).is_none());
     }

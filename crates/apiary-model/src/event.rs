@@ -289,6 +289,53 @@ pub(crate) struct WireRef<'a> {
     data_hash: Option<Cow<'a, str>>,
 }
 
+impl<'a> WireRef<'a> {
+    /// Reads `raw` on the fast path ([`crate::scan`]): a flat object whose
+    /// strings hold no escapes, each field a string (or an integer where a
+    /// number is allowed), no field twice. `None` for anything else, which
+    /// the caller hands to `serde_json`; unknown members are ignored, as
+    /// `serde_json` ignores them.
+    pub(crate) fn scan(raw: &'a str) -> Option<WireRef<'a>> {
+        use crate::scan::Scalar;
+        fn flex<'a>(slot: &mut Option<FlexRef<'a>>, value: Scalar<'a>) -> bool {
+            let value = match value {
+                Scalar::Str(s) => FlexRef::Str(Cow::Borrowed(s)),
+                Scalar::Int(n) => FlexRef::Num(n),
+                Scalar::Literal => return false,
+            };
+            slot.replace(value).is_none()
+        }
+        fn string<'a>(slot: &mut Option<Cow<'a, str>>, value: Scalar<'a>) -> bool {
+            match value {
+                Scalar::Str(s) => slot.replace(Cow::Borrowed(s)).is_none(),
+                _ => false,
+            }
+        }
+        let mut w = WireRef::default();
+        crate::scan::scan_flat(raw, |key, value| match key {
+            "id" => flex(&mut w.id, value),
+            "node" => flex(&mut w.node, value),
+            "session" => flex(&mut w.session, value),
+            "date" => string(&mut w.date, value),
+            "time" => string(&mut w.time, value),
+            "millisecond" => flex(&mut w.millisecond, value),
+            "date_time" => string(&mut w.date_time, value),
+            "protocol" => string(&mut w.protocol, value),
+            "event" => string(&mut w.event, value),
+            "service" => string(&mut w.service, value),
+            "local_host" => string(&mut w.local_host, value),
+            "local_port" => flex(&mut w.local_port, value),
+            "remote_host" => string(&mut w.remote_host, value),
+            "remote_port" => flex(&mut w.remote_port, value),
+            "data" => string(&mut w.data, value),
+            "bytes" => flex(&mut w.bytes, value),
+            "data_hash" => string(&mut w.data_hash, value),
+            _ => true,
+        })?;
+        Some(w)
+    }
+}
+
 /// An optional string field, borrowed from the body unless it holds escapes.
 ///
 /// `#[serde(borrow)]` borrows a `Cow<str>` field but not an `Option<Cow<str>>`:
@@ -776,6 +823,78 @@ mod tests {
             w.date = Some(s.clone());
             w.remote_host = Some(s.clone());
             let _ = w.validate(NOW);
+        }
+    }
+
+    /// The fast path reads exactly what serde reads, or leaves the text to
+    /// serde: for any flat object built from the pieces below (known and
+    /// unknown keys, strings with and without escapes, integers, floats,
+    /// literals, repeated keys, stray whitespace).
+    mod scan_agrees_with_serde {
+        use super::super::WireRef;
+        use proptest::prelude::*;
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(vec![
+                    "id",
+                    "node",
+                    "session",
+                    "date",
+                    "time",
+                    "millisecond",
+                    "date_time",
+                    "protocol",
+                    "event",
+                    "service",
+                    "local_host",
+                    "local_port",
+                    "remote_host",
+                    "remote_port",
+                    "data",
+                    "bytes",
+                    "data_hash",
+                ])
+                .prop_map(str::to_owned),
+                "[a-z_]{1,8}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[ -!#-\\[\\]-~é☃]{0,12}".prop_map(|s| format!("\"{s}\"")),
+                "[a-z]{0,4}\\\\[nt\"\\\\/][a-z]{0,4}".prop_map(|s| format!("\"{s}\"")),
+                any::<i64>().prop_map(|n| n.to_string()),
+                "-?[0-9]{1,22}",
+                "-?[0-9]{1,3}\\.[0-9]{1,3}",
+                proptest::sample::select(vec!["true", "false", "null", "{}", "[]", "{\"a\":1}", "tru", "-"])
+                    .prop_map(str::to_owned),
+            ]
+        }
+
+        fn ws() -> impl Strategy<Value = &'static str> {
+            proptest::sample::select(vec!["", "", "", " ", "\t", "\r\n", "  "])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+            #[test]
+            fn on_any_flat_object(members in proptest::collection::vec((key(), value(), ws()), 0..8), end in ws()) {
+                let body: Vec<String> = members.iter().map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}")).collect();
+                let text = format!("{end}{{{}}}{end}", body.join(","));
+                if let Some(fast) = WireRef::scan(&text) {
+                    let slow = serde_json::from_str::<WireRef>(&text);
+                    prop_assert!(slow.is_ok(), "fast path took {text:?}, serde refuses it: {slow:?}");
+                    prop_assert_eq!(format!("{fast:?}"), format!("{:?}", slow.unwrap()), "{}", text);
+                }
+            }
+        }
+
+        #[test]
+        fn takes_what_sensors_send() {
+            let line = r#"{"id":"7","node":"3386e49be694e179a429344f745703d6","session":"s-1","date":"2026-11-26","time":"10:11:12","millisecond":"001","protocol":"TCP","event":"RX","service":"SSH","local_host":"10.0.0.1","local_port":22,"remote_host":"1.2.3.4","remote_port":"4711","data":"6869","bytes":4}"#;
+            let fast = WireRef::scan(line).expect("the common shape is on the fast path");
+            assert_eq!(format!("{fast:?}"), format!("{:?}", serde_json::from_str::<WireRef>(line).unwrap()));
         }
     }
 }

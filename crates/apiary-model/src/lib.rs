@@ -13,6 +13,7 @@
 mod event;
 mod ndjson;
 mod payload;
+mod scan;
 pub mod time;
 
 pub use event::{

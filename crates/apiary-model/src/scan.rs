@@ -1,0 +1,166 @@
+//! A fast path for the common shape of an ingested event: one flat JSON
+//! object whose strings hold no escapes.
+//!
+//! Parsing was the largest single cost of a bulk load (about a sixth of its
+//! CPU, most of it serde's field-by-field machinery). [`scan_flat`] reads
+//! only a subset of JSON, and of it exactly what `serde_json` would read;
+//! anything outside the subset (an escape, a nested value, a float, a
+//! duplicate key, bad syntax) makes it give up, and the caller parses the
+//! text with `serde_json`, which accepts or refuses it with its own words.
+//! So the subset changes speed, never an answer.
+
+/// A member's value, as far as the fast path tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scalar<'a> {
+    /// A string without escapes, as written.
+    Str(&'a str),
+    /// An integer that fits in an `i64`.
+    Int(i64),
+    /// `true`, `false` or `null`: never a field's value on the fast path,
+    /// but an unknown member may hold one.
+    Literal,
+}
+
+/// Calls `member` with each key and value of the object `text`, in order;
+/// `None` when `text` is not a flat object of the subset or `member` gives
+/// up (returns `false`).
+pub(crate) fn scan_flat<'a>(text: &'a str, mut member: impl FnMut(&'a str, Scalar<'a>) -> bool) -> Option<()> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
+    }
+    loop {
+        let (key, next) = string(text, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (value, next) = match b.get(i)? {
+            b'"' => {
+                let (s, next) = string(text, i)?;
+                (Scalar::Str(s), next)
+            }
+            b'-' | b'0'..=b'9' => integer(b, i)?,
+            b't' if b[i..].starts_with(b"true") => (Scalar::Literal, i + 4),
+            b'f' if b[i..].starts_with(b"false") => (Scalar::Literal, i + 5),
+            b'n' if b[i..].starts_with(b"null") => (Scalar::Literal, i + 4),
+            _ => return None,
+        };
+        if !member(key, value) {
+            return None;
+        }
+        i = skip_ws(b, next);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting with the quote at `i`, and the index after its
+/// closing quote; `None` if it holds an escape or a control character
+/// (which JSON forbids unescaped).
+fn string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
+    let end = start + len;
+    if b[end] == b'\\' || b[start..end].iter().any(|&c| c < 0x20) {
+        return None;
+    }
+    // Both ends are ASCII quotes, so the slice is on character boundaries.
+    Some((&text[start..end], end + 1))
+}
+
+/// The integer starting at `i` (JSON's grammar: no leading zeros, no plus
+/// sign); `None` for a fraction, an exponent or an overflow.
+fn integer(b: &[u8], i: usize) -> Option<(Scalar<'static>, usize)> {
+    let digits_start = if b[i] == b'-' { i + 1 } else { i };
+    let mut end = digits_start;
+    while end < b.len() && b[end].is_ascii_digit() {
+        end += 1;
+    }
+    let digits = &b[digits_start..end];
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    if let Some(b'.' | b'e' | b'E') = b.get(end) {
+        return None;
+    }
+    // ASCII digits with an optional sign.
+    let n: i64 = std::str::from_utf8(&b[i..end]).ok()?.parse().ok()?;
+    Some((Scalar::Int(n), end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(text: &str) -> Option<Vec<(&str, Scalar<'_>)>> {
+        let mut out = Vec::new();
+        scan_flat(text, |k, v| {
+            out.push((k, v));
+            true
+        })?;
+        Some(out)
+    }
+
+    #[test]
+    fn reads_the_subset() {
+        assert_eq!(
+            members(r#" {"a":"x y", "b" : -12,"c":true,"d":null ,"e":0} "#),
+            Some(vec![
+                ("a", Scalar::Str("x y")),
+                ("b", Scalar::Int(-12)),
+                ("c", Scalar::Literal),
+                ("d", Scalar::Literal),
+                ("e", Scalar::Int(0))
+            ])
+        );
+        assert_eq!(members("{}"), Some(vec![]));
+        assert_eq!(members(r#"{"ü":"☃"}"#), Some(vec![("ü", Scalar::Str("☃"))]));
+    }
+
+    #[test]
+    fn gives_up_outside_it() {
+        for text in [
+            r#"{"a":"x\"y"}"#,
+            r#"{"a":"x\ny"}"#,
+            "{\"a\":\"x\ty\"}",
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":01}"#,
+            r#"{"a":-}"#,
+            r#"{"a":99999999999999999999}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"{"a":tru}"#,
+            r#"["a"]"#,
+            "",
+        ] {
+            assert_eq!(members(text), None, "{text}");
+        }
+    }
+}
