@@ -131,6 +131,7 @@ impl RollupWriter<'_> {
             return;
         }
         let events = &self.events;
+        let (started, keys) = (Instant::now(), pending.keys());
         let written = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -142,6 +143,7 @@ impl RollupWriter<'_> {
             });
         match written {
             Ok(hwm) => {
+                tracing::debug!(keys, took_ms = started.elapsed().as_millis() as u64, upto = hwm, "rollups written");
                 self.history_cache.invalidate(pending.hosts());
                 pending.clear(hwm);
                 self.rolled.fetch_max(hwm, Ordering::SeqCst);
