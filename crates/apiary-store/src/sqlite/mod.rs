@@ -41,7 +41,7 @@ use crate::{Result, Store, StoreError};
 use host_cache::HostCache;
 use payload::PayloadJob;
 use pool::Pool;
-use rollup_writer::{RollupJob, RollupWriter};
+use rollup_writer::{RollupFlush, RollupJob, RollupWriter};
 use writer::{IngestJob, Job};
 
 /// Tuning of the embedded engine.
@@ -210,7 +210,7 @@ impl SqliteStore {
             spawn_checkpointer(data_dir, schema::MAIN.name, &opts, &stop, checkpoints.clone())?,
             spawn_checkpointer(data_dir, schema::ROLLUPS.name, &opts, &stop, rollup_rounds.clone())?,
         ];
-        let flush = if opts.bulk_load { writer::RollupFlush::Deferred } else { writer::RollupFlush::WhenIdle };
+        let flush = if opts.bulk_load { RollupFlush::Deferred } else { RollupFlush::WhenIdle };
         let history_cache = Arc::new(HostCache::default());
         let (rollup_tx, rollup_rx) = mpsc::sync_channel(opts.write_queue.max(1));
         let rollup_thread = {

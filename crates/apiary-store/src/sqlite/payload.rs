@@ -42,7 +42,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::chunk;
 use super::host_cache::HostCache;
-use super::writer::{Reply, RollupFlush, IDLE_GAP};
+use super::rollup_writer::{RollupFlush, IDLE_GAP};
+use super::writer::Reply;
 use crate::types::CveSighting;
 use crate::{Result, StoreError};
 

@@ -12,18 +12,59 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::host_cache::HostCache;
-use super::rollup::{Committed, Rollups};
-use super::writer::{restart_wal, Reply, RollupFlush, IDLE_GAP};
+use super::rollup::{Committed, Rollups, BULK_FLUSH_INTERVAL, BULK_MAX_PENDING_KEYS, FLUSH_INTERVAL, MAX_PENDING_KEYS};
+use super::writer::{restart_wal, Reply};
 use crate::types::IpHistoryRow;
 use crate::{Result, StoreError};
 
+/// A pause in ingest this long means the stream of batches stopped: pending
+/// rollups are written then, and a commit arriving after such a pause (a
+/// lone one) has its rollups written right after it.
+pub(crate) const IDLE_GAP: Duration = Duration::from_millis(50);
+
+/// How long the rollup writer pauses after a failed write.
+const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// When what a writer holds in memory (rollups here, the payload writer's
+/// logged facts) is written besides the age and size limits
+/// ([`RollupFlush::interval`], [`RollupFlush::max_keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RollupFlush {
+    /// Right after a lone batch (one after a pause of [`IDLE_GAP`]); while
+    /// batches keep coming, when the stream pauses for [`IDLE_GAP`].
+    /// Readers settle them first (`SqliteStore::settle_rollups`,
+    /// `settle_payloads`), so a batch is always visible once answered.
+    WhenIdle,
+    /// Only at the limits and at shutdown: a bulk load, read after it ends.
+    Deferred,
+}
+
+impl RollupFlush {
+    /// Longest time increments wait in memory while ingest keeps coming.
+    pub(crate) fn interval(self) -> Duration {
+        match self {
+            RollupFlush::WhenIdle => FLUSH_INTERVAL,
+            RollupFlush::Deferred => BULK_FLUSH_INTERVAL,
+        }
+    }
+
+    /// Most keys held in memory before they are written.
+    pub(crate) fn max_keys(self) -> usize {
+        match self {
+            RollupFlush::WhenIdle => MAX_PENDING_KEYS,
+            RollupFlush::Deferred => BULK_MAX_PENDING_KEYS,
+        }
+    }
+}
+
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// What the rollup writer is asked to do.
 pub(crate) enum RollupJob {
     /// The increments of one commit of the event writer.
     Committed(Committed),
@@ -81,7 +122,7 @@ impl RollupWriter<'_> {
                             }
                             Ok(other) => {
                                 self.write(&mut pending);
-                                self.other(other);
+                                self.run_job(&mut pending, other);
                                 break;
                             }
                             Err(_) => break,
@@ -96,7 +137,7 @@ impl RollupWriter<'_> {
                 }
                 Ok(other) => {
                     self.write(&mut pending);
-                    self.other(other);
+                    self.run_job(&mut pending, other);
                 }
                 Err(RecvTimeoutError::Timeout) => self.write(&mut pending),
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -112,12 +153,13 @@ impl RollupWriter<'_> {
         self.write(&mut pending);
     }
 
-    /// A settle or a task, once everything held is written.
-    fn other(&mut self, job: RollupJob) {
+    /// A settle or a task, once everything held is written (increments
+    /// are merely taken).
+    fn run_job(&mut self, pending: &mut Rollups, job: RollupJob) {
         match job {
             RollupJob::Settle(reply) => drop(reply.send(Ok(()))),
             RollupJob::Task(task) => task(&mut self.conn),
-            RollupJob::Committed(_) => unreachable!("increments are taken, not run"),
+            RollupJob::Committed(committed) => pending.take(&committed),
         }
     }
 
@@ -148,7 +190,13 @@ impl RollupWriter<'_> {
                 pending.clear(hwm);
                 self.rolled.fetch_max(hwm, Ordering::SeqCst);
             }
-            Err(e) => tracing::error!(error = %e, "writing rollups failed; will retry"),
+            Err(e) => {
+                tracing::error!(error = %e, "writing rollups failed; will retry");
+                // What is held is overdue by now: without a pause the next
+                // try would follow at once, and fail the same way (a full
+                // disk) as fast as the log can take it.
+                std::thread::sleep(WRITE_RETRY_PAUSE);
+            }
         }
     }
 }

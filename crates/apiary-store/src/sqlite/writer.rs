@@ -19,9 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
 use super::claims::{self, Claims};
-use super::rollup::{
-    Committed, Increment, BULK_FLUSH_INTERVAL, BULK_MAX_PENDING_KEYS, FLUSH_INTERVAL, MAX_PENDING_KEYS,
-};
+use super::rollup::{Committed, Increment};
 use super::rollup_writer::RollupJob;
 use super::BUSY_TIMEOUT;
 
@@ -30,10 +28,6 @@ use crate::{Result, StoreError};
 
 /// Largest number of events committed in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 50_000;
-/// A pause in ingest this long means the stream of batches stopped: pending
-/// rollups are written then, and a commit arriving after such a pause (a
-/// lone one) has its rollups written right after it.
-pub(crate) const IDLE_GAP: Duration = Duration::from_millis(50);
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
 
@@ -52,37 +46,6 @@ impl IngestJob {
 }
 
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
-
-/// When the rollups held in memory are written besides the age and size
-/// limits ([`FLUSH_INTERVAL`], [`MAX_PENDING_KEYS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RollupFlush {
-    /// Right after a lone batch (one after a pause of [`IDLE_GAP`]); while
-    /// batches keep coming, when the stream pauses for [`IDLE_GAP`].
-    /// Readers of rollups settle them first (see `unrolled`), so a batch is
-    /// always visible once answered.
-    WhenIdle,
-    /// Only at the limits and at shutdown: a bulk load, read after it ends.
-    Deferred,
-}
-
-impl RollupFlush {
-    /// Longest time increments wait in memory while ingest keeps coming.
-    pub(crate) fn interval(self) -> Duration {
-        match self {
-            RollupFlush::WhenIdle => FLUSH_INTERVAL,
-            RollupFlush::Deferred => BULK_FLUSH_INTERVAL,
-        }
-    }
-
-    /// Most keys held in memory before they are written.
-    pub(crate) fn max_keys(self) -> usize {
-        match self {
-            RollupFlush::WhenIdle => MAX_PENDING_KEYS,
-            RollupFlush::Deferred => BULK_MAX_PENDING_KEYS,
-        }
-    }
-}
 
 pub(crate) enum Job {
     Ingest(IngestJob),
