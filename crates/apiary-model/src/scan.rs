@@ -121,7 +121,7 @@ fn first_special(b: &[u8]) -> Option<usize> {
 }
 
 /// The integer starting at `i` (JSON's grammar: no leading zeros, no plus
-/// sign); `None` for a fraction, an exponent or an overflow.
+/// sign); `None` for a fraction, an exponent, `-0` or an overflow.
 fn integer(b: &[u8], i: usize) -> Option<(Scalar<'static>, usize)> {
     let digits_start = if b[i] == b'-' { i + 1 } else { i };
     let mut end = digits_start;
@@ -130,6 +130,10 @@ fn integer(b: &[u8], i: usize) -> Option<(Scalar<'static>, usize)> {
     }
     let digits = &b[digits_start..end];
     if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    // serde_json reads `-0` as the float -0.0, which no field takes.
+    if digits_start > i && digits == b"0" {
         return None;
     }
     if let Some(b'.' | b'e' | b'E') = b.get(end) {
@@ -171,7 +175,7 @@ mod tests {
 
     #[test]
     fn finds_the_first_quote_backslash_or_control_character() {
-        for len in 0..40 {
+        for len in 0..130 {
             for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
                 for at in 0..len {
                     // Bytes around the specials' values that are not special.
@@ -200,6 +204,7 @@ mod tests {
             r#"{"a":1.5}"#,
             r#"{"a":1e3}"#,
             r#"{"a":01}"#,
+            r#"{"a":-0}"#,
             r#"{"a":-}"#,
             r#"{"a":99999999999999999999}"#,
             r#"{"a":1,}"#,
