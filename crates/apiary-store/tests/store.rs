@@ -400,6 +400,12 @@ fn a_fold_leaves_the_other_processs_logged_facts() {
         let conn = rusqlite::Connection::open(dir.path().join("payloads.db")).unwrap();
         conn.query_row("SELECT count(*) FROM host_fact_log", [], |r| r.get::<_, i64>(0)).unwrap()
     };
+    // A bulk load's ingest returns once the events are committed; its facts
+    // are logged a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while logged() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(logged(), 3);
     // The server's read folds its two rows, logged before and after the loader's.
     let all = Page { offset: 0, limit: 100 };
@@ -510,4 +516,23 @@ fn keys_an_older_version_stored_row_by_row_still_count() {
     let outcome = store.ingest(acct.id, None, batch).unwrap();
     assert_eq!((outcome.accepted, outcome.duplicates), (50, 150));
     assert_eq!(store.sensor_data_count(day_number(now), None).unwrap(), 200);
+}
+
+/// A bulk load's ingest returns before its payload facts are logged
+/// (`SqliteOptions::bulk_load`); a read in the same process still sees every
+/// answered batch's facts.
+#[test]
+fn a_bulk_loads_reads_see_the_facts_of_every_answered_batch() {
+    use apiary_store::Page;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SqliteOptions { bulk_load: true, ..SqliteOptions::default() }).unwrap();
+    let acct = account(&store, Role::Community);
+    let now = now_ms();
+    let all = Page { offset: 0, limit: 100 };
+    for round in 0..20 {
+        let host = format!("192.0.2.{}", round + 1);
+        let e = with_facts(event(&format!("f{round}"), now - 1000, &host), &[(Some("http-path"), "/y")], &[]);
+        store.ingest(acct.id, None, vec![e]).unwrap();
+        assert_eq!(store.host_values(host.parse().unwrap(), all).unwrap().len(), 1, "round {round}");
+    }
 }

@@ -60,7 +60,8 @@ pub struct SqliteOptions {
     /// writer's log of who sent what. And an ingest returns once its events
     /// are committed, without waiting for their payload history: a fold of
     /// the log (most of a second) then no longer holds up the parsers. A
-    /// failure to store payload history is reported by a later ingest or by
+    /// read of payload history waits for them first; a failure to store
+    /// payload history is reported by a later ingest or by
     /// [`SqliteStore::close`].
     pub bulk_load: bool,
 }
@@ -283,18 +284,14 @@ impl SqliteStore {
     /// facts in its log, not yet folded into the tables readers use, has it
     /// fold them (as [`SqliteStore::settle_rollups`] does for rollups).
     fn settle_payloads(&self) -> Result<()> {
+        // A bulk load's ingest does not wait for its facts: a read does.
+        if let Some(answers) = &self.payload_answers {
+            settled_payload_answers(&mut answers.lock().unwrap_or_else(|p| p.into_inner()), true)?;
+        }
         if !self.unfolded.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let Some(sender) = self.payload_writer.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-            // A closed store has folded everything it held.
-            return Ok(());
-        };
-        let (reply, rx) = mpsc::sync_channel(1);
-        if sender.send(PayloadJob::Settle(reply)).is_err() {
-            return Ok(());
-        }
-        rx.recv().unwrap_or(Ok(()))
+        settle(&self.payload_writer, PayloadJob::Settle)
     }
 
     pub fn path(&self) -> &Path {
@@ -309,23 +306,15 @@ impl SqliteStore {
         writer::call(&self.sender()?, f)
     }
 
-    /// Before a read of rollups: if the writer holds increments of events
-    /// already answered (it merges them while batches keep coming), has it
-    /// write them, so that every answered event is counted. Costs nothing
-    /// when none are pending.
+    /// Before a read of rollups: if the rollup writer holds increments of
+    /// events already answered (it merges them while commits keep coming),
+    /// has it write them, so that every answered event is counted. Costs
+    /// nothing when none are pending.
     fn settle_rollups(&self) -> Result<()> {
         if self.rollups_written.load(Ordering::SeqCst) >= self.rollups_sent.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let Some(sender) = self.rollup_writer.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-            // A closed store has written everything it held.
-            return Ok(());
-        };
-        let (reply, rx) = mpsc::sync_channel(1);
-        if sender.send(RollupJob::Settle(reply)).is_err() {
-            return Ok(());
-        }
-        rx.recv().unwrap_or(Ok(()))
+        settle(&self.rollup_writer, RollupJob::Settle)
     }
 
     /// Flushes and stops the writers, waiting for queued work to finish.
@@ -368,6 +357,19 @@ impl SqliteStore {
             .query_row([api_id], |r| Ok((account_from_row(r)?, r.get(7)?, r.get(8)?)))
             .optional()?)
     }
+}
+
+/// Has the writer behind `sender` write what it holds, and waits for it. A
+/// closed writer has written everything it held.
+fn settle<J>(sender: &Mutex<Option<SyncSender<J>>>, job: impl FnOnce(writer::Reply<()>) -> J) -> Result<()> {
+    let Some(sender) = sender.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        return Ok(());
+    };
+    let (reply, rx) = mpsc::sync_channel(1);
+    if sender.send(job(reply)).is_err() {
+        return Ok(());
+    }
+    rx.recv().unwrap_or(Ok(()))
 }
 
 /// Drops the payload writer's answers that came (all of them, waiting, if
