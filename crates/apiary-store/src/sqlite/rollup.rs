@@ -78,9 +78,7 @@ pub(crate) struct Rollups {
     /// between, or another process rolled some of ours up: the write then
     /// rebuilds them from the stored events.
     exact: bool,
-    /// Events whose increments are in here.
-    events: i64,
-    /// When the first of them came.
+    /// When the oldest commit held came.
     since: Option<Instant>,
 }
 
@@ -170,7 +168,6 @@ impl Rollups {
         self.base_hwm = hwm;
         self.upto = hwm;
         self.exact = true;
-        self.events = 0;
         self.since = None;
         self.bad_host_hour.clear();
         self.service_hour.clear();
@@ -220,7 +217,6 @@ impl Rollups {
     }
 
     fn add(&mut self, owner: AccountId, ts_ms: i64, host: IpAddr, service: Service, asn: u32) {
-        self.events += 1;
         let hour = hour_number(ts_ms);
         let day = day_number(ts_ms);
         let month = match self.month_of_day {
