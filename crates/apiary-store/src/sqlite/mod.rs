@@ -173,10 +173,7 @@ fn read_pool(path: PathBuf, attach: Option<PathBuf>, opts: &SqliteOptions) -> Po
     Pool::new(16, move || {
         let c = open_connection(&path, &reader_opts)?;
         if let Some(other) = &attach {
-            let other = other
-                .to_str()
-                .ok_or_else(|| StoreError::Invalid(format!("data directory path {} is not UTF-8", other.display())))?;
-            c.execute("ATTACH DATABASE ?1 AS rollups", [other])?;
+            c.execute("ATTACH DATABASE ?1 AS rollups", [schema::path_text(other)?])?;
         }
         c.pragma_update(None, "query_only", true)?;
         Ok(c)
@@ -303,7 +300,7 @@ impl SqliteStore {
     }
 
     fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
-        writer::call(&self.sender()?, f)
+        writer::call(&self.sender()?, Job::Task, f)
     }
 
     /// Before a read of rollups: if the rollup writer holds increments of
@@ -779,7 +776,7 @@ impl Store for SqliteStore {
             }
         }
         let rollups = self.rollup_writer.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Closed)?;
-        total += rollup_writer::call(&rollups, move |conn| writer::prune_counts(conn, before_day))?;
+        total += writer::call(&rollups, RollupJob::Task, move |conn| rollup_writer::prune_counts(conn, before_day))?;
         Ok(total)
     }
 

@@ -18,7 +18,7 @@ use rusqlite::Connection;
 
 use super::host_cache::HostCache;
 use super::rollup::{Committed, Rollups, BULK_FLUSH_INTERVAL, BULK_MAX_PENDING_KEYS, FLUSH_INTERVAL, MAX_PENDING_KEYS};
-use super::writer::{restart_wal, Reply};
+use super::writer::{restart_wal, Reply, Task};
 use crate::types::IpHistoryRow;
 use crate::{Result, StoreError};
 
@@ -61,8 +61,6 @@ impl RollupFlush {
         }
     }
 }
-
-type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// What the rollup writer is asked to do.
 pub(crate) enum RollupJob {
@@ -201,12 +199,9 @@ impl RollupWriter<'_> {
     }
 }
 
-/// Sends a closure to the rollup writer and waits for its result.
-pub(crate) fn call<T: Send + 'static>(
-    sender: &std::sync::mpsc::SyncSender<RollupJob>,
-    f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    sender.send(RollupJob::Task(Box::new(move |conn| drop(tx.send(f(conn)))))).map_err(|_| StoreError::Closed)?;
-    rx.recv().map_err(|_| StoreError::Closed)?
+/// Drops the raw-event counts of days before `before_day` once their events
+/// are pruned, keeping `/sensor-data/count` in agreement with what
+/// `/sensor-data` can page.
+pub(crate) fn prune_counts(conn: &mut Connection, before_day: i64) -> Result<u64> {
+    Ok(conn.execute("DELETE FROM day_owner WHERE day < ?1", [before_day])? as u64)
 }

@@ -297,10 +297,7 @@ pub fn migrate_main_and_rollups(main: &mut Connection, main_path: &Path, rollups
 /// Copies the rollups of an `apiary.db` at version [`MAIN_WITH_ROLLUPS`]
 /// (at `main_path`) into `rollups`, unless a run before did.
 fn move_rollups(main_path: &Path, rollups: &mut Connection) -> Result<()> {
-    let path = main_path.to_str().ok_or_else(|| {
-        crate::StoreError::Invalid(format!("data directory path {} is not UTF-8", main_path.display()))
-    })?;
-    rollups.execute("ATTACH DATABASE ?1 AS old", [path])?;
+    rollups.execute("ATTACH DATABASE ?1 AS old", [path_text(main_path)?])?;
     let moved = (|| {
         let tx = rollups.transaction()?;
         let done: i64 = tx.query_row("SELECT count(*) FROM rollup_meta WHERE key = 'moved'", [], |r| r.get(0))?;
@@ -321,6 +318,12 @@ fn move_rollups(main_path: &Path, rollups: &mut Connection) -> Result<()> {
     })();
     rollups.execute("DETACH DATABASE old", [])?;
     moved
+}
+
+/// A database file's path as the text `ATTACH` takes.
+pub fn path_text(path: &Path) -> Result<&str> {
+    path.to_str()
+        .ok_or_else(|| crate::StoreError::Invalid(format!("data directory path {} is not UTF-8", path.display())))
 }
 
 fn user_version(conn: &Connection) -> Result<usize> {

@@ -45,7 +45,8 @@ impl IngestJob {
     }
 }
 
-type Task = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A write run on a writer's connection in arrival order.
+pub(crate) type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub(crate) enum Job {
     Ingest(IngestJob),
@@ -155,13 +156,15 @@ pub(crate) fn restart_wal(conn: &Connection) {
     }
 }
 
-/// Sends a closure to the writer and waits for its result.
-pub(crate) fn call<T: Send + 'static>(
-    sender: &SyncSender<Job>,
+/// Sends a closure to a writer (wrapped by `as_job`, say `Job::Task`) and
+/// waits for its result.
+pub(crate) fn call<J, T: Send + 'static>(
+    sender: &SyncSender<J>,
+    as_job: fn(Task) -> J,
     f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let (tx, rx) = mpsc::sync_channel(1);
-    sender.send(Job::Task(Box::new(move |conn| drop(tx.send(f(conn)))))).map_err(|_| StoreError::Closed)?;
+    sender.send(as_job(Box::new(move |conn| drop(tx.send(f(conn)))))).map_err(|_| StoreError::Closed)?;
     rx.recv().map_err(|_| StoreError::Closed)?
 }
 
@@ -274,7 +277,7 @@ fn ingest_batch(
 /// then (once no such block is left) the idempotency keys of those days,
 /// also in steps; returns how many rows went, 0 when nothing is left to
 /// prune. (The raw-event counts of those days go next, in `rollups.db`:
-/// [`prune_counts`].)
+/// `rollup_writer::prune_counts`.)
 pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) -> Result<u64> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut n = tx.execute(
@@ -301,13 +304,6 @@ pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) 
     }
     tx.commit()?;
     Ok(n as u64)
-}
-
-/// Drops the raw-event counts of days before `before_day` once their events
-/// are pruned, keeping `/sensor-data/count` in agreement with what
-/// `/sensor-data` can page. Runs on the rollup writer.
-pub(crate) fn prune_counts(conn: &mut Connection, before_day: i64) -> Result<u64> {
-    Ok(conn.execute("DELETE FROM day_owner WHERE day < ?1", [before_day])? as u64)
 }
 
 pub(crate) fn load_quota(conn: &Connection, account: AccountId, month: i64) -> Result<u64> {
