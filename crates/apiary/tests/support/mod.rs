@@ -38,8 +38,21 @@ pub fn create_account(data_dir: &Path, name: &str, extra: &[&str]) -> Creds {
     }
 }
 
+/// A port free now and never handed out before in this process. The
+/// operating system may offer a port again once its listener is closed, and
+/// tests run side by side: two servers given one port, the second fails to
+/// bind while the first answers its health check, and its test talks to
+/// another test's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Server {
