@@ -539,7 +539,8 @@ impl Store for SqliteStore {
         let blocks = block::prepare(owner, events);
         let job = IngestJob { owner, peer, blocks, now_ms: apiary_model::time::now_ms(), reply };
         self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
-        let outcome = rx.recv().map_err(|_| StoreError::Closed)?;
+        let writer::IngestAnswer { outcome, blocks } = rx.recv().map_err(|_| StoreError::Closed)?;
+        drop(blocks);
         match (payload_done, &self.payload_answers) {
             (Some(rx), None) => rx.recv().map_err(|_| StoreError::Closed)??,
             (done, Some(answers)) => {

@@ -36,7 +36,16 @@ pub(crate) struct IngestJob {
     pub peer: Option<IpAddr>,
     pub blocks: Vec<PreparedBlock>,
     pub now_ms: i64,
-    pub reply: Reply<IngestOutcome>,
+    pub reply: SyncSender<IngestAnswer>,
+}
+
+/// The answer to an [`IngestJob`], with its blocks handed back: the thread
+/// that allocated the events frees them. Freed here, every string of every
+/// event went back to another thread's heap, under its lock, a tenth of
+/// this thread's time under a bulk load.
+pub(crate) struct IngestAnswer {
+    pub outcome: Result<IngestOutcome>,
+    pub blocks: Vec<PreparedBlock>,
 }
 
 impl IngestJob {
@@ -110,8 +119,8 @@ pub(crate) fn run(
                         sent.fetch_max(last, Ordering::SeqCst);
                     }
                 }
-                for (job, outcome) in batch.iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(IngestAnswer { outcome: Ok(outcome), blocks: job.blocks });
                 }
                 // After the answers (a restart may fsync), between two
                 // transactions.
@@ -127,8 +136,9 @@ pub(crate) fn run(
                 nodes = NodeCache::default();
                 claims.forget();
                 tracing::error!(error = %e, "ingest transaction failed");
-                for job in &batch {
-                    let _ = job.reply.send(Err(StoreError::Invalid(format!("storing events failed: {e}"))));
+                for job in batch {
+                    let outcome = Err(StoreError::Invalid(format!("storing events failed: {e}")));
+                    let _ = job.reply.send(IngestAnswer { outcome, blocks: job.blocks });
                 }
             }
         }

@@ -24,68 +24,75 @@ struct Chunk {
     lines: usize,
 }
 
-/// Cuts the input into chunks of `batch` lines. It reads blocks of
-/// [`ChunkReader::BLOCK`] bytes and finds line ends with `memchr`, rather
-/// than copying line by line: the reading thread feeds every parser.
+/// Cuts the input into chunks of `batch` lines. It reads blocks of up to
+/// [`ChunkReader::BLOCK`] bytes straight into the chunk's buffer and finds
+/// line ends with `memchr`, rather than copying line by line: the reading
+/// thread feeds every parser. Only the bytes read past a chunk's last line
+/// (less than a block) are copied, to start the next one. Buffers come back
+/// through [`ChunkReader::spares`] once parsed and are filled again: a fresh
+/// buffer of megabytes per chunk cost a page fault per page, and the
+/// kernel's zeroing of it, for every chunk of the file.
 struct ChunkReader {
     input: Box<dyn Read + Send>,
     batch: usize,
-    /// Read and not yet handed out; starts at a line's start.
-    buf: Vec<u8>,
-    /// Line ends already counted in `buf`, and where counting stopped.
-    lines: usize,
-    scanned: usize,
+    /// Bytes read past the last chunk's end: the start of the next one.
+    carry: Vec<u8>,
     eof: bool,
     next_line: usize,
+    spares: mpsc::Receiver<Vec<u8>>,
+    spare_sender: mpsc::Sender<Vec<u8>>,
 }
 
 impl ChunkReader {
-    const BLOCK: usize = 4 << 20;
+    const BLOCK: usize = 256 << 10;
 
     fn new(input: Box<dyn Read + Send>, batch: usize) -> ChunkReader {
-        ChunkReader { input, batch, buf: Vec::new(), lines: 0, scanned: 0, eof: false, next_line: 1 }
+        let (spare_sender, spares) = mpsc::channel();
+        ChunkReader { input, batch, carry: Vec::new(), eof: false, next_line: 1, spares, spare_sender }
+    }
+
+    /// Where parsed chunks' buffers go back to, to be filled again.
+    fn spares(&self) -> mpsc::Sender<Vec<u8>> {
+        self.spare_sender.clone()
     }
 
     fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+        let mut text = self.spares.try_recv().unwrap_or_default();
+        text.clear();
+        text.append(&mut self.carry);
+        let (mut lines, mut scanned) = (0, 0);
         loop {
-            for end in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
-                self.lines += 1;
-                if self.lines == self.batch {
-                    let cut = self.scanned + end + 1;
-                    return Ok(Some(self.take(cut, self.batch)));
+            for end in memchr::memchr_iter(b'\n', &text[scanned..]) {
+                lines += 1;
+                if lines == self.batch {
+                    let cut = scanned + end + 1;
+                    self.carry.extend_from_slice(&text[cut..]);
+                    text.truncate(cut);
+                    return Ok(Some(self.hand_out(text, lines)));
                 }
             }
-            self.scanned = self.buf.len();
+            scanned = text.len();
             if self.eof {
-                // The rest, every line end in it counted.
-                return Ok((!self.buf.is_empty()).then(|| self.take(self.buf.len(), self.lines)));
-            }
-            let start = self.buf.len();
-            self.buf.resize(start + Self::BLOCK, 0);
-            let n = loop {
-                match self.input.read(&mut self.buf[start..]) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    other => break other,
+                if text.is_empty() {
+                    return Ok(None);
                 }
-            };
-            self.buf.truncate(start + n.as_ref().map_or(0, |n| *n));
-            self.eof = n? == 0;
+                // A last line without its line end gets one.
+                if !text.ends_with(b"\n") {
+                    text.push(b'\n');
+                    lines += 1;
+                }
+                return Ok(Some(self.hand_out(text, lines)));
+            }
+            // Into the spare capacity: nothing is zeroed first.
+            text.reserve(Self::BLOCK);
+            let n = (&mut self.input).take(Self::BLOCK as u64).read_to_end(&mut text)?;
+            self.eof = n == 0;
         }
     }
 
-    /// Hands out `buf[..cut]`, holding `line_ends` line ends, as a chunk (a
-    /// last line without its line end gets one).
-    fn take(&mut self, cut: usize, line_ends: usize) -> Chunk {
-        let rest = self.buf.split_off(cut);
-        let mut text = std::mem::replace(&mut self.buf, rest);
-        let mut lines = line_ends;
-        if !text.ends_with(b"\n") {
-            text.push(b'\n');
-            lines += 1;
-        }
+    fn hand_out(&mut self, text: Vec<u8>, lines: usize) -> Chunk {
         let chunk = Chunk { first_line: self.next_line, text, lines };
         self.next_line += lines;
-        (self.lines, self.scanned) = (0, 0);
         chunk
     }
 }
@@ -134,6 +141,7 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let analysis = settings.api.payload_analysis;
 
     let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut chunks = ChunkReader::new(input, args.batch);
     let (tx, rx) = mpsc::sync_channel::<Chunk>(4);
     let rx = Arc::new(Mutex::new(rx));
     // Four workers per core: each waits for its chunk's commit before
@@ -145,14 +153,17 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let workers: Vec<_> = (0..(4 * cores).clamp(2, 8))
         .map(|_| {
             let (rx, store, tally, intel) = (rx.clone(), store.clone(), tally.clone(), intel.clone());
+            let spares = chunks.spares();
             std::thread::spawn(move || -> anyhow::Result<()> {
                 loop {
-                    let chunk = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                    let mut chunk = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                         Ok(c) => c,
                         Err(_) => return Ok(()),
                     };
                     let batch = parse_batch(&chunk.text, chunk.lines + 1, apiary_model::time::now_ms())
                         .with_context(|| format!("lines from {}", chunk.first_line))?;
+                    // The events own their text: the buffer can be filled again.
+                    let _ = spares.send(std::mem::take(&mut chunk.text));
                     let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
                     apiary_api::enrich(&intel, &mut events);
                     if analysis {
@@ -180,7 +191,6 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         })
         .collect();
 
-    let mut chunks = ChunkReader::new(input, args.batch);
     while let Some(chunk) = chunks.next_chunk().context("reading input")? {
         progress.inc(chunk.text.len() as u64);
         if tx.send(chunk).is_err() {
@@ -199,4 +209,75 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         eprintln!("  rejected: {e}");
     }
     Ok(if t.rejected > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out at most `step` bytes per read, as a pipe may.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunks_hold_batch_lines_in_order_however_the_input_arrives() {
+        let mut input = Vec::new();
+        for i in 0..50 {
+            // Some lines blank, a few longer than a block of reading.
+            let len = if i % 10 == 9 { ChunkReader::BLOCK + i * 1000 } else { i * 37 % 300 };
+            let line = if i % 7 == 3 { String::new() } else { format!("line {i} {}", "x".repeat(len)) };
+            input.extend_from_slice(line.as_bytes());
+            input.push(b'\n');
+        }
+        for without_last_line_end in [false, true] {
+            let mut data = input.clone();
+            if without_last_line_end {
+                data.pop();
+            }
+            for step in [1, 5, 4096, usize::MAX] {
+                for batch in [1, 3, 7, 50, 1000] {
+                    if step < 10 && batch != 7 {
+                        continue; // a few bytes at a time is slow; one batch size is enough
+                    }
+                    let source = Trickle { data: data.clone(), at: 0, step };
+                    let mut reader = ChunkReader::new(Box::new(source), batch);
+                    let spares = reader.spares();
+                    let (mut joined, mut next_line, mut chunks) = (Vec::new(), 1, 0);
+                    while let Some(mut chunk) = reader.next_chunk().unwrap() {
+                        let what = format!("step {step}, batch {batch}, chunk {chunks}");
+                        assert_eq!(chunk.first_line, next_line, "{what}");
+                        assert_eq!(chunk.text.iter().filter(|&&b| b == b'\n').count(), chunk.lines, "{what}");
+                        assert!(chunk.lines == batch || next_line + chunk.lines == 51, "{what}");
+                        assert!(chunk.text.ends_with(b"\n"), "{what}");
+                        joined.extend_from_slice(&chunk.text);
+                        assert!(joined.len() <= input.len(), "{what}: more text out than in");
+                        next_line += chunk.lines;
+                        chunks += 1;
+                        // Buffers come back dirty and must be cleared.
+                        spares.send(std::mem::take(&mut chunk.text)).unwrap();
+                    }
+                    assert_eq!(joined, input, "step {step}, batch {batch}");
+                    assert_eq!(chunks, 50usize.div_ceil(batch), "step {step}, batch {batch}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks() {
+        let mut reader = ChunkReader::new(Box::new(std::io::empty()), 10);
+        assert!(reader.next_chunk().unwrap().is_none());
+    }
 }
