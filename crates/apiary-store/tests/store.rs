@@ -536,3 +536,31 @@ fn a_bulk_loads_reads_see_the_facts_of_every_answered_batch() {
         assert_eq!(store.host_values(host.parse().unwrap(), all).unwrap().len(), 1, "round {round}");
     }
 }
+
+#[test]
+fn new_databases_get_large_pages_and_existing_ones_keep_theirs() {
+    let page_size = |dir: &std::path::Path, file: &str| -> i64 {
+        let c = rusqlite::Connection::open(dir.join(file)).unwrap();
+        c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // An apiary.db written before pages grew: SQLite's default of 4 KiB.
+    {
+        let c = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
+        c.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE older (x);").unwrap();
+    }
+    let now = now_ms();
+    let store = open(dir.path());
+    let acct = account(&store, Role::AllSensors);
+    let batch: Vec<Event> = (0..2000).map(|i| event(&format!("e{i}"), now - 5000 + i, "198.51.100.40")).collect();
+    assert_eq!(store.ingest(acct.id, None, batch).unwrap().accepted, 2000);
+    store.close().unwrap();
+    assert_eq!(page_size(dir.path(), "apiary.db"), 4096);
+    assert_eq!(page_size(dir.path(), "rollups.db"), 16_384);
+    assert_eq!(page_size(dir.path(), "payloads.db"), 16_384);
+    let store = open(dir.path());
+    assert_eq!(store.sensor_data_count(day_number(now), None).unwrap(), 2000);
+    let fresh = tempfile::tempdir().unwrap();
+    open(fresh.path()).close().unwrap();
+    assert_eq!(page_size(fresh.path(), "apiary.db"), 16_384);
+}

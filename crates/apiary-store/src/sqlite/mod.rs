@@ -107,6 +107,24 @@ pub struct SqliteStore {
 /// How long a connection waits for another one's lock before it fails.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bytes per database page for new databases. SQLite's default of 4 KiB
+/// made every write walk deeper trees, split more pages and spread each
+/// block of events over a chain of overflow pages; 16 KiB took about a
+/// tenth off a bulk load's CPU per event, where 64 KiB gave some of it back
+/// (BENCHMARKS.md).
+pub(crate) const PAGE_SIZE: i64 = 16_384;
+/// A WAL the writers checkpoint themselves once it holds this many bytes;
+/// the checkpointer threads normally keep it far smaller.
+const WAL_AUTOCHECKPOINT_BYTES: i64 = 256 * 1024 * 1024;
+
+/// Makes the writer on `conn` checkpoint only once its WAL has grown far
+/// (see [`WAL_AUTOCHECKPOINT_BYTES`]): checkpoints run on their own threads.
+fn far_autocheckpoint(conn: &Connection) -> Result<()> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_BYTES / page_size.max(512))?;
+    Ok(())
+}
+
 /// How often the checkpointer copies committed WAL frames into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// A WAL larger than this is truncated even if that briefly stalls the writer.
@@ -158,6 +176,8 @@ fn open_connection(path: &Path, opts: &SqliteOptions) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Only a database not yet created takes it; one that exists keeps its own.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if opts.fsync { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "cache_size", -(i64::from(opts.cache_mib) * 1024))?;
@@ -191,10 +211,8 @@ impl SqliteStore {
         let mut conn = open_connection(&path, &opts)?;
         let mut rollup_conn = open_connection(&rollup_path, &opts)?;
         schema::migrate_main_and_rollups(&mut conn, &path, &mut rollup_conn)?;
-        // Checkpoints run on their own threads; the writers only fall back
-        // to one when a WAL has grown far (about 256 MiB of 4 KiB pages).
-        conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
-        rollup_conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
+        far_autocheckpoint(&conn)?;
+        far_autocheckpoint(&rollup_conn)?;
         // Before anyone reads: what a killed run never rolled up.
         let events = open_connection(&path, &opts)?;
         events.pragma_update(None, "query_only", true)?;
@@ -242,7 +260,7 @@ impl SqliteStore {
         // As for the main database: checkpoints on a thread of their own
         // (a checkpoint's fsyncs held the payload writer, and every ingest
         // answer with it, for a fifth of a bulk load's time).
-        payload_conn.pragma_update(None, "wal_autocheckpoint", 65_536)?;
+        far_autocheckpoint(&payload_conn)?;
         // Before anyone reads: what a killed run logged but never folded.
         payload::recover(&mut payload_conn)?;
         let payload_rounds = Arc::new(AtomicU64::new(0));
