@@ -17,8 +17,8 @@ pub struct RejectedEvent {
 
 #[derive(Debug, Default)]
 pub struct ParsedBatch {
-    /// Valid events with their index in the batch.
-    pub events: Vec<(usize, Event)>,
+    /// The valid events, in batch order: every index not in `rejected`.
+    pub events: Vec<Event>,
     pub rejected: Vec<RejectedEvent>,
 }
 
@@ -53,7 +53,7 @@ pub fn parse_batch_on(body: &[u8], max_events: usize, now_ms: i64, threads: usiz
         let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| BatchError::NotArray(e.to_string()))?;
         items.into_iter().map(RawValue::get).collect()
     } else {
-        trimmed.lines().filter(|l| !l.trim().is_empty()).collect()
+        ndjson_lines(trimmed)
     };
     if items.len() > max_events {
         return Err(BatchError::TooMany { count: items.len(), limit: max_events });
@@ -82,6 +82,28 @@ pub fn parse_batch_on(body: &[u8], max_events: usize, now_ms: i64, threads: usiz
     Ok(batch)
 }
 
+/// The non-blank lines of an NDJSON body, as `str::lines` cuts them (a
+/// `\r` right before a `\n` is not part of the line), but with a vectorised
+/// search for line ends: the bytewise one was a thirtieth of a bulk load's
+/// parsing.
+fn ndjson_lines(text: &str) -> Vec<&str> {
+    fn keep<'a>(lines: &mut Vec<&'a str>, line: &'a str) {
+        if !line.trim().is_empty() {
+            lines.push(line);
+        }
+    }
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
+        // Line ends are ASCII: both cuts fall on character boundaries.
+        let line = &text[start..end];
+        keep(&mut lines, line.strip_suffix('\r').unwrap_or(line));
+        start = end + 1;
+    }
+    keep(&mut lines, &text[start..]);
+    lines
+}
+
 /// Parses and validates `items`, the first of which is event `first_index`
 /// of the batch.
 fn parse_items(items: &[&str], first_index: usize, now_ms: i64) -> ParsedBatch {
@@ -95,7 +117,7 @@ fn parse_items(items: &[&str], first_index: usize, now_ms: i64) -> ParsedBatch {
         }
         .and_then(|w| w.validate(now_ms));
         match result {
-            Ok(event) => batch.events.push((index, event)),
+            Ok(event) => batch.events.push(event),
             Err(e) => batch.rejected.push(RejectedEvent { index, error: e.to_string() }),
         }
     }
@@ -127,8 +149,8 @@ mod tests {
     fn bad_element_is_reported_by_index() {
         let body = format!("[{}, 17, {}]", line("a"), line("c"));
         let b = parse_batch(body.as_bytes(), 10, 1_800_000_000_000).unwrap();
-        assert_eq!(b.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
-        assert_eq!(b.rejected[0].index, 1);
+        assert_eq!(b.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(b.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]
@@ -136,7 +158,7 @@ mod tests {
         let escaped = line("a").replace("\"session\":\"s-1\"", "\"session\":\"s\\u002d1\"");
         assert!(escaped.contains("u002d"));
         let b = parse_batch(escaped.as_bytes(), 10, 1_800_000_000_000).unwrap();
-        assert_eq!(b.events[0].1.session, "s-1");
+        assert_eq!(b.events[0].session, "s-1");
     }
 
     #[test]
@@ -162,6 +184,15 @@ mod tests {
         assert_eq!(one.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), vec![7, 1007, 2007, 3007]);
         assert_eq!(one.events.len(), 3496);
         assert!(matches!(parse_batch_on(body.as_bytes(), 3499, now, 4), Err(BatchError::TooMany { .. })));
+    }
+
+    #[test]
+    fn lines_are_cut_as_str_lines_cuts_them() {
+        for text in ["", "\n", "a", "a\n", "a\r\nb", "a\n\n \t\nb\r\n", "\r\n\r\n", "é\nü\r", "a\r\r\nb\n\u{2003}\n"]
+        {
+            let expected: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert_eq!(ndjson_lines(text), expected, "{text:?}");
+        }
     }
 
     #[test]

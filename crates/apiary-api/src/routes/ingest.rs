@@ -57,7 +57,7 @@ pub(crate) async fn events(
             BatchError::TooMany { .. } => ApiError::PayloadTooLarge(e.to_string()),
             other => ApiError::BadRequest(other.to_string()),
         })?;
-        let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
+        let mut events = batch.events;
         crate::enrich(&intel, &mut events);
         if analysis {
             crate::analyze_payloads(&mut events);

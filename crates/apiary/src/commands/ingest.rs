@@ -164,7 +164,7 @@ pub fn run(args: IngestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("lines from {}", chunk.first_line))?;
                     // The events own their text: the buffer can be filled again.
                     let _ = spares.send(std::mem::take(&mut chunk.text));
-                    let mut events: Vec<_> = batch.events.into_iter().map(|(_, e)| e).collect();
+                    let mut events = batch.events;
                     apiary_api::enrich(&intel, &mut events);
                     if analysis {
                         apiary_api::analyze_payloads(&mut events);
