@@ -335,7 +335,7 @@ mod tests {
         let batch = apiary_model::parse_batch(&body, 10, now).unwrap();
         assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
         assert_eq!(batch.events.len(), 2);
-        assert_eq!(batch.events[1].1.data, b"root\r\n");
+        assert_eq!(batch.events[1].data, b"root\r\n");
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn main() {
     let t = Instant::now();
     let mut parsed = Vec::new();
     for b in &bodies {
-        parsed.push(parse_batch(b, batch, now).unwrap().events.into_iter().map(|(_, e)| e).collect::<Vec<_>>());
+        parsed.push(parse_batch(b, batch, now).unwrap().events);
     }
     let parse_rate = total as f64 / t.elapsed().as_secs_f64();
     let _ = WireEvent::default();
