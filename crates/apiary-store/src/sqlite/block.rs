@@ -107,7 +107,7 @@ pub(crate) fn prepare(owner: AccountId, events: Vec<Event>) -> Vec<PreparedBlock
 }
 
 /// Encodes events (all of one account and day, in id order).
-pub(crate) fn encode<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
+pub(crate) fn encode<'a>(events: impl Iterator<Item = &'a Event> + Clone) -> Vec<u8> {
     let records = encode_records(events);
     let mut out = Vec::with_capacity(records.len() / 2 + 16);
     out.push(FORMAT_VERSION);
@@ -116,8 +116,12 @@ pub(crate) fn encode<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
     out
 }
 
-fn encode_records<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * 1024);
+fn encode_records<'a>(events: impl Iterator<Item = &'a Event> + Clone) -> Vec<u8> {
+    // Sized for the records up front: grown by doubling, a block's bytes
+    // were copied about once more on their way.
+    let size: usize =
+        events.clone().map(|e| e.data.len() + e.session.len() + e.service.len() + e.node.len() + 64).sum();
+    let mut out = Vec::with_capacity(size);
     let mut prev_ts = 0i64;
     for e in events {
         put_varint(&mut out, zigzag(e.ts_ms - prev_ts));

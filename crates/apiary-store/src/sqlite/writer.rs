@@ -237,19 +237,19 @@ fn ingest_batch(
                 }
                 let fresh: Vec<&Event> =
                     block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
-                committed.increments.reserve(fresh.len());
                 let mut service = (u32::MAX, "");
                 for e in &fresh {
                     // Events of a block mostly share their service.
                     if service.1 != e.service {
                         service = (committed.service(&e.service), &e.service);
                     }
-                    committed.increments.push(Increment {
+                    committed.push(Increment {
                         owner: job.owner,
                         ts_ms: e.ts_ms,
                         host: e.remote_host,
                         service: service.0,
                         asn: e.origin.asn,
+                        count: 1,
                     });
                 }
                 outcome.accepted += fresh.len() as u64;
