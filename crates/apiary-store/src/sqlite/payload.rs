@@ -50,32 +50,94 @@ use crate::{Result, StoreError};
 /// Most events' facts committed in one transaction.
 const MAX_FACTS_PER_COMMIT: usize = 50_000;
 
-/// The facts of one event, with what they are keyed by.
-pub(crate) struct EventFacts {
-    day: i64,
-    service: String,
-    host: IpAddr,
-    facts: PayloadFacts,
+/// A batch's payload facts, merged on the ingesting thread: each value, day
+/// row, who-sent-what fact and CVE sighting once. Honeypot traffic repeats
+/// itself, so this is a fraction of the events' facts, and the writer
+/// merges only these; the rest (every repeated value's text) is dropped
+/// where it was allocated.
+#[derive(Debug, Default)]
+pub(crate) struct FactBatch {
+    /// Distinct values in arrival order (ids follow it, so that id order is
+    /// first-seen order), each with the first day it appears on.
+    values: Vec<(apiary_model::PayloadValue, i64)>,
+    /// (day, service, attribute, value).
+    day_rows: Vec<(i64, String, &'static str, [u8; 16])>,
+    /// (value, day, host): who sent what.
+    host_rows: Vec<([u8; 16], i64, IpAddr)>,
+    cves: Vec<(&'static str, i64, IpAddr)>,
+    /// Events with facts, the measure of a commit's size.
+    events: usize,
+}
+
+impl FactBatch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.cves.is_empty()
+    }
+}
+
+/// Builds a [`FactBatch`], one event's facts at a time.
+#[derive(Default)]
+struct FactMerger<'a> {
+    value_index: FxHashMap<[u8; 16], usize>,
+    values: Vec<(apiary_model::PayloadValue, i64)>,
+    day_rows: FxHashSet<(i64, &'a str, &'static str, [u8; 16])>,
+    host_rows: FxHashSet<([u8; 16], i64, IpAddr)>,
+    cves: FxHashSet<(&'static str, i64, IpAddr)>,
+    events: usize,
+}
+
+impl<'a> FactMerger<'a> {
+    fn add(&mut self, day: i64, service: &'a str, host: IpAddr, facts: PayloadFacts) {
+        self.events += 1;
+        for v in facts.values {
+            self.day_rows.insert((day, service, v.attribute.unwrap_or(""), v.md5));
+            self.host_rows.insert((v.md5, day, host));
+            match self.value_index.get(&v.md5) {
+                Some(&i) => self.values[i].1 = self.values[i].1.min(day),
+                None => {
+                    self.value_index.insert(v.md5, self.values.len());
+                    self.values.push((v, day));
+                }
+            }
+        }
+        for cve in facts.cves {
+            self.cves.insert((cve, day, host));
+        }
+    }
+
+    fn finish(self) -> FactBatch {
+        FactBatch {
+            values: self.values,
+            day_rows: self.day_rows.into_iter().map(|(day, service, a, v)| (day, service.to_owned(), a, v)).collect(),
+            host_rows: self.host_rows.into_iter().collect(),
+            cves: self.cves.into_iter().collect(),
+            events: self.events,
+        }
+    }
 }
 
 /// Moves the facts out of a batch's events (the event writer has no use for
-/// them), skipping events without any.
-pub(crate) fn take_facts(events: &mut [Event]) -> Vec<EventFacts> {
-    events
-        .iter_mut()
-        .filter(|e| !e.facts.is_empty())
-        .map(|e| EventFacts {
-            day: day_number(e.ts_ms),
-            service: e.service.clone(),
-            host: e.remote_host,
-            facts: std::mem::take(&mut e.facts),
-        })
-        .collect()
+/// them) and merges them.
+pub(crate) fn take_facts(events: &mut [Event]) -> FactBatch {
+    let mut merged = FactMerger::default();
+    let mut day_of = (i64::MIN, 0);
+    for e in events.iter_mut() {
+        if e.facts.is_empty() {
+            continue;
+        }
+        let facts = std::mem::take(&mut e.facts);
+        let e: &Event = e;
+        if day_of.0 != e.ts_ms {
+            day_of = (e.ts_ms, day_number(e.ts_ms));
+        }
+        merged.add(day_of.1, &e.service, e.remote_host, facts);
+    }
+    merged.finish()
 }
 
 pub(crate) enum PayloadJob {
     /// A batch's facts, answered once committed.
-    Facts { facts: Vec<EventFacts>, reply: Reply<()> },
+    Facts { facts: FactBatch, reply: Reply<()> },
     /// Folds the logged who-sent-what facts into the chunk tables, then
     /// answers: a reader's request (read-your-writes).
     Settle(Reply<()>),
@@ -132,11 +194,11 @@ pub(crate) fn run(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        total += group[0].0.len();
+        total += group[0].0.events;
         while total < MAX_FACTS_PER_COMMIT {
             match jobs.try_recv() {
                 Ok(PayloadJob::Facts { facts, reply }) => {
-                    total += facts.len();
+                    total += facts.events;
                     group.push((facts, reply));
                 }
                 Ok(settle) => {
@@ -148,12 +210,9 @@ pub(crate) fn run(
         }
         let result = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut batch = PayloadBatch::default();
-            for f in group.iter().flat_map(|(facts, _)| facts) {
-                batch.add(f);
-            }
-            let hosts: Vec<IpAddr> = batch.cves.iter().map(|(_, _, host)| *host).collect();
-            let logged = writer.write(&tx, batch)?;
+            let batches: Vec<&FactBatch> = group.iter().map(|(facts, _)| facts).collect();
+            let hosts: Vec<IpAddr> = batches.iter().flat_map(|b| &b.cves).map(|(_, _, host)| *host).collect();
+            let logged = writer.write(&tx, &batches)?;
             tx.commit()?;
             writer.unfolded.extend(logged);
             cve_cache.invalidate(hosts);
@@ -304,49 +363,18 @@ fn host_row_fingerprint(value: ValueId, day: i64, host: IpAddr) -> u64 {
     }
 }
 
-/// The payload facts of one transaction's new events, merged.
-#[derive(Default)]
-struct PayloadBatch<'a> {
-    /// Each distinct value with the first day it appears on in this batch.
-    values: FxHashMap<[u8; 16], (&'a apiary_model::PayloadValue, i64)>,
-    /// The keys of `values` in arrival order: ids follow it, so that id order
-    /// is first-seen order.
-    arrival: Vec<[u8; 16]>,
-    day_rows: FxHashSet<(i64, &'a str, &'static str, [u8; 16])>,
-    host_rows: FxHashSet<([u8; 16], i64, IpAddr)>,
-    cves: FxHashSet<(&'static str, i64, IpAddr)>,
-}
-
-impl<'a> PayloadBatch<'a> {
-    fn add(&mut self, e: &'a EventFacts) {
-        let (day, host) = (e.day, e.host);
-        for v in &e.facts.values {
-            let first = self.values.entry(v.md5).or_insert_with(|| {
-                self.arrival.push(v.md5);
-                (v, day)
-            });
-            first.1 = first.1.min(day);
-            self.day_rows.insert((day, e.service.as_str(), v.attribute.unwrap_or(""), v.md5));
-            self.host_rows.insert((v.md5, day, host));
-        }
-        for cve in &e.facts.cves {
-            self.cves.insert((cve, day, host));
-        }
-    }
-}
-
 impl PayloadWriter {
     /// Writes a batch's facts, logging who sent what: the logged facts are
     /// for [`Unfolded`] once the transaction commits.
-    fn write(&mut self, tx: &Transaction, batch: PayloadBatch<'_>) -> Result<Logged> {
-        if batch.values.is_empty() && batch.cves.is_empty() {
+    fn write(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<Logged> {
+        if batches.iter().all(|b| b.is_empty()) {
             return Ok((0, Vec::new()));
         }
         self.bound_caches();
-        self.write_values(tx, &batch)?;
-        self.write_day_rows(tx, &batch)?;
-        let logged = self.log_host_rows(tx, &batch)?;
-        self.write_cves(tx, &batch)?;
+        self.write_values(tx, batches)?;
+        self.write_day_rows(tx, batches)?;
+        let logged = self.log_host_rows(tx, batches)?;
+        self.write_cves(tx, batches)?;
         Ok(logged)
     }
 
@@ -445,22 +473,36 @@ impl PayloadWriter {
         }
     }
 
-    /// Gives every value of the batch its row id, inserting new values.
-    fn write_values(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<()> {
+    /// Gives every value of the batches its row id, inserting new values.
+    fn write_values(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<()> {
+        // The values not known yet, in arrival order, with the first day
+        // any batch of the commit saw them on.
+        let mut first_days: FxHashMap<[u8; 16], i64> = FxHashMap::default();
+        let mut arrival = Vec::new();
+        for (v, day) in batches.iter().flat_map(|b| &b.values) {
+            if self.value_ids.contains_key(&v.md5) {
+                continue;
+            }
+            let first = first_days.entry(v.md5).or_insert_with(|| {
+                arrival.push(v);
+                *day
+            });
+            *first = (*first).min(*day);
+        }
+        if arrival.is_empty() {
+            return Ok(());
+        }
         let mut find = tx.prepare_cached("SELECT id FROM payload_values WHERE md5 = ?1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO payload_values (md5, value, truncated, first_day) VALUES (?1, ?2, ?3, ?4) RETURNING id",
         )?;
-        for md5 in &batch.arrival {
-            if self.value_ids.contains_key(md5) {
-                continue;
-            }
-            let Some((v, day)) = batch.values.get(md5) else { continue };
-            let id = match find.query_row([&md5[..]], |r| r.get(0)).optional()? {
+        for v in arrival {
+            let day = first_days.get(&v.md5).copied().unwrap_or_default();
+            let id = match find.query_row([&v.md5[..]], |r| r.get(0)).optional()? {
                 Some(id) => id,
-                None => insert.query_row(params![&md5[..], v.value, v.truncated, day], |r| r.get(0))?,
+                None => insert.query_row(params![&v.md5[..], v.value, v.truncated, day], |r| r.get(0))?,
             };
-            self.value_ids.insert(*md5, id);
+            self.value_ids.insert(v.md5, id);
         }
         Ok(())
     }
@@ -480,12 +522,12 @@ impl PayloadWriter {
         Ok(id)
     }
 
-    fn write_day_rows(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<()> {
+    fn write_day_rows(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<()> {
         let mut rows = Vec::new();
-        for &(day, service, attribute, md5) in &batch.day_rows {
-            let key = (day, self.service_id(tx, service)?, attribute, self.value_id(&md5));
+        for (day, service, attribute, md5) in batches.iter().flat_map(|b| &b.day_rows) {
+            let key = (*day, self.service_id(tx, service)?, *attribute, self.value_id(md5));
             if self.day_rows.insert(key) {
-                rows.push((day, service, attribute, key.3));
+                rows.push((*day, service.as_str(), *attribute, key.3));
             }
         }
         rows.sort_unstable();
@@ -500,9 +542,9 @@ impl PayloadWriter {
 
     /// Logs, as one `host_fact_log` row, the (value, day, host) facts of the
     /// batch not written before.
-    fn log_host_rows(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<Logged> {
+    fn log_host_rows(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<Logged> {
         let mut facts = Vec::new();
-        for &(md5, day, host) in &batch.host_rows {
+        for &(md5, day, host) in batches.iter().flat_map(|b| &b.host_rows) {
             let value = self.value_id(&md5);
             if self.host_rows.insert(host_row_fingerprint(value, day, host)) {
                 facts.push((value, day, host));
@@ -545,10 +587,10 @@ impl PayloadWriter {
         Ok(())
     }
 
-    fn write_cves(&mut self, tx: &Transaction, batch: &PayloadBatch<'_>) -> Result<()> {
-        let mut rows: Vec<_> = batch
-            .cves
+    fn write_cves(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<()> {
+        let mut rows: Vec<_> = batches
             .iter()
+            .flat_map(|b| &b.cves)
             .filter(|key| self.cves.insert(**key))
             .map(|(cve, day, host)| (*cve, *day, host.to_string()))
             .collect();
@@ -588,16 +630,56 @@ mod tests {
         assert_eq!(seen.len(), keys);
     }
 
-    fn facts_of(host: &str, day: i64, values: &[&str]) -> EventFacts {
-        EventFacts {
-            day,
-            service: "HTTP".into(),
-            host: host.parse().unwrap(),
-            facts: PayloadFacts {
-                values: values.iter().map(|v| PayloadValue::new(Some("http-path"), (*v).into(), false)).collect(),
-                cves: Vec::new(),
-            },
-        }
+    fn facts_of(host: &str, day: i64, values: &[&str]) -> FactBatch {
+        let mut merged = FactMerger::default();
+        let facts = PayloadFacts {
+            values: values.iter().map(|v| PayloadValue::new(Some("http-path"), (*v).into(), false)).collect(),
+            cves: Vec::new(),
+        };
+        merged.add(day, "HTTP", host.parse().unwrap(), facts);
+        merged.finish()
+    }
+
+    /// A batch's facts are merged where they were found: each value once,
+    /// in the order first seen, with the first day it was seen on; each
+    /// day row, who-sent-what fact and CVE sighting once.
+    #[test]
+    fn merged_facts_hold_each_fact_once_in_arrival_order() {
+        let value = |v: &str| PayloadValue::new(Some("http-path"), v.into(), false);
+        let facts = |values: &[&str], cves: Vec<&'static str>| PayloadFacts {
+            values: values.iter().map(|v| value(v)).collect(),
+            cves,
+        };
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        let log4j = "CVE-2021-44228";
+        let mut merged = FactMerger::default();
+        merged.add(11, "HTTP", a, facts(&["/b", "/a"], vec![log4j]));
+        merged.add(10, "HTTP", b, facts(&["/a", "/c"], vec![]));
+        merged.add(11, "HTTP", a, facts(&["/b", "/a"], vec![log4j]));
+        merged.add(11, "SIP", a, facts(&["/b"], vec![]));
+        let batch = merged.finish();
+        let values: Vec<_> = batch.values.iter().map(|(v, day)| (v.value.as_str(), *day)).collect();
+        assert_eq!(values, vec![("/b", 11), ("/a", 10), ("/c", 10)]);
+        assert_eq!(batch.events, 4);
+        let mut day_rows: Vec<_> =
+            batch.day_rows.iter().map(|(day, service, _, md5)| (*day, service.as_str(), *md5)).collect();
+        day_rows.sort();
+        let mut expected = vec![
+            (11, "HTTP", value("/b").md5),
+            (11, "HTTP", value("/a").md5),
+            (10, "HTTP", value("/a").md5),
+            (10, "HTTP", value("/c").md5),
+            (11, "SIP", value("/b").md5),
+        ];
+        expected.sort();
+        assert_eq!(day_rows, expected);
+        let mut host_rows = batch.host_rows.clone();
+        host_rows.sort();
+        let mut expected =
+            vec![(value("/b").md5, 11, a), (value("/a").md5, 11, a), (value("/a").md5, 10, b), (value("/c").md5, 10, b)];
+        expected.sort();
+        assert_eq!(host_rows, expected);
+        assert_eq!(batch.cves, vec![(log4j, 11, a)]);
     }
 
     /// A run killed after committing facts, before folding them, leaves them
@@ -611,11 +693,9 @@ mod tests {
             schema::migrate(&mut conn, &schema::PAYLOADS).unwrap();
             let mut writer = PayloadWriter::default();
             let sent = [facts_of("192.0.2.1", day, &["/a", "/b"]), facts_of("2001:db8::9", day + 1, &["/a"])];
-            for batch in [&sent[..1], &sent[1..]] {
+            for batch in &sent {
                 let tx = conn.transaction().unwrap();
-                let mut facts = PayloadBatch::default();
-                batch.iter().for_each(|f| facts.add(f));
-                let (_, logged) = writer.write(&tx, facts).unwrap();
+                let (_, logged) = writer.write(&tx, &[batch]).unwrap();
                 assert!(!logged.is_empty());
                 tx.commit().unwrap();
             }
