@@ -139,14 +139,41 @@ fn integer(b: &[u8], i: usize) -> Option<(Scalar<'static>, usize)> {
     if let Some(b'.' | b'e' | b'E') = b.get(end) {
         return None;
     }
-    // ASCII digits with an optional sign.
-    let n: i64 = std::str::from_utf8(&b[i..end]).ok()?.parse().ok()?;
+    // Accumulated towards the sign, so that i64::MIN fits; an overflow is
+    // not a number any field takes, as with `str::parse`. (Through
+    // `from_utf8` and `parse`, this was a third of the scanner's time.)
+    let negative = digits_start > i;
+    let mut n: i64 = 0;
+    for &d in digits {
+        let d = i64::from(d - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative { n.checked_sub(d)? } else { n.checked_add(d)? };
+    }
     Some((Scalar::Int(n), end))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_read_as_str_parse_reads_them() {
+        let mut cases: Vec<String> =
+            ["0", "7", "-7", "42", "65535", "-0", "01", "-", "12a"].iter().map(|s| s.to_string()).collect();
+        for n in [i64::MAX, i64::MIN, i64::MAX - 1, i64::MIN + 1, 1 << 40, -(1 << 40)] {
+            cases.push(n.to_string());
+        }
+        // One past either end overflows.
+        cases.push("9223372036854775808".into());
+        cases.push("-9223372036854775809".into());
+        cases.push("99999999999999999999".into());
+        for case in cases {
+            let got = integer(case.as_bytes(), 0).filter(|&(_, end)| end == case.len()).map(|(v, _)| v);
+            let leading_zero = case.trim_start_matches('-').len() > 1 && case.trim_start_matches('-').starts_with('0');
+            let want = case.parse::<i64>().ok().filter(|_| case != "-0" && !leading_zero).map(Scalar::Int);
+            assert_eq!(got, want, "{case:?}");
+        }
+    }
 
     fn members(text: &str) -> Option<Vec<(&str, Scalar<'_>)>> {
         let mut out = Vec::new();

@@ -675,8 +675,12 @@ mod tests {
         assert_eq!(day_rows, expected);
         let mut host_rows = batch.host_rows.clone();
         host_rows.sort();
-        let mut expected =
-            vec![(value("/b").md5, 11, a), (value("/a").md5, 11, a), (value("/a").md5, 10, b), (value("/c").md5, 10, b)];
+        let mut expected = vec![
+            (value("/b").md5, 11, a),
+            (value("/a").md5, 11, a),
+            (value("/a").md5, 10, b),
+            (value("/c").md5, 10, b),
+        ];
         expected.sort();
         assert_eq!(host_rows, expected);
         assert_eq!(batch.cves, vec![(log4j, 11, a)]);
