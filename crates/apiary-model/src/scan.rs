@@ -141,7 +141,7 @@ fn integer(b: &[u8], i: usize) -> Option<(Scalar<'static>, usize)> {
     }
     // Accumulated towards the sign, so that i64::MIN fits; an overflow is
     // not a number any field takes, as with `str::parse`. (Through
-    // `from_utf8` and `parse`, this was a third of the scanner's time.)
+    // `from_utf8` and `parse`, this cost a tenth as much as the scanner.)
     let negative = digits_start > i;
     let mut n: i64 = 0;
     for &d in digits {

@@ -7,6 +7,12 @@ mod config;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: ingest allocates and frees every
+/// event's strings on many threads, and glibc's malloc, depending on the
+/// order of frees, handed memory back to the kernel only to fault it in
+/// again (cleared page by page). Built without transparent huge pages,
+/// which it would otherwise purge and fault in again the same way
+/// (BENCHMARKS.md, "Platform core").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
