@@ -11,9 +11,31 @@ pub(crate) struct CorruptChunk(&'static str);
 
 /// An address as a key: 4 bytes for IPv4, 16 for IPv6.
 pub(crate) fn ip_key(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+    IpKey::of(ip).as_bytes().to_vec()
+}
+
+/// [`ip_key`] without an allocation, for keys sorted by the thousand.
+#[derive(Clone, Copy)]
+pub(crate) struct IpKey {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl IpKey {
+    pub(crate) fn of(ip: IpAddr) -> IpKey {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut bytes = [0; 16];
+                bytes[..4].copy_from_slice(&v4.octets());
+                IpKey { bytes, len: 4 }
+            }
+            IpAddr::V6(v6) => IpKey { bytes: v6.octets(), len: 16 },
+        }
+    }
+
+    /// The key's bytes; slices compare as SQLite compares the BLOBs.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

@@ -434,13 +434,13 @@ impl PayloadWriter {
             st.execute(params![value, day, seq, chunk::encode_hosts(hosts)])?;
         }
         let mut rows: Vec<_> =
-            self.unfolded.by_host.iter_mut().map(|(&(host, day), ids)| (chunk::ip_key(host), day, ids)).collect();
-        rows.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            self.unfolded.by_host.iter_mut().map(|(&(host, day), ids)| (chunk::IpKey::of(host), day, ids)).collect();
+        rows.sort_unstable_by(|a, b| (a.0.as_bytes(), a.1).cmp(&(b.0.as_bytes(), b.1)));
         let mut st =
             tx.prepare_cached("INSERT INTO host_value_chunks (host, day, seq, value_ids) VALUES (?1, ?2, ?3, ?4)")?;
         for (host, day, ids) in rows {
             ids.sort_unstable();
-            st.execute(params![host, day, seq, chunk::encode_ids(ids)])?;
+            st.execute(params![host.as_bytes(), day, seq, chunk::encode_ids(ids)])?;
         }
         self.write_host_years(tx)?;
         let mut st = tx.prepare_cached("DELETE FROM host_fact_log WHERE seq = ?1")?;
