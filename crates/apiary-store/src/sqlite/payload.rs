@@ -364,8 +364,8 @@ fn host_row_fingerprint(value: ValueId, day: i64, host: IpAddr) -> u64 {
 }
 
 impl PayloadWriter {
-    /// Writes a batch's facts, logging who sent what: the logged facts are
-    /// for [`Unfolded`] once the transaction commits.
+    /// Writes the facts of a commit's batches, logging who sent what: the
+    /// logged facts are for [`Unfolded`] once the transaction commits.
     fn write(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<Logged> {
         if batches.iter().all(|b| b.is_empty()) {
             return Ok((0, Vec::new()));
@@ -541,7 +541,7 @@ impl PayloadWriter {
     }
 
     /// Logs, as one `host_fact_log` row, the (value, day, host) facts of the
-    /// batch not written before.
+    /// batches not written before.
     fn log_host_rows(&mut self, tx: &Transaction, batches: &[&FactBatch]) -> Result<Logged> {
         let mut facts = Vec::new();
         for &(md5, day, host) in batches.iter().flat_map(|b| &b.host_rows) {
