@@ -14,6 +14,7 @@
 //! panic or an unbounded allocation.
 
 use std::net::IpAddr;
+use std::ops::Range;
 
 use apiary_model::{Event, EventKind, Protocol};
 
@@ -59,51 +60,82 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Events of one account and day, already encoded, on their way to the
-/// writer. `data` is valid for all of `events`; the writer re-encodes only
-/// when some of them turn out to be duplicates.
-pub(crate) struct PreparedBlock {
-    pub day: i64,
+/// A batch's events on their way to the writer, cut into blocks of one
+/// account and day and already encoded. The blocks are ranges of `events`
+/// rather than vectors of their own: cut into vectors, every event (a few
+/// hundred bytes) was moved once more, into memory freshly faulted in.
+pub(crate) struct PreparedEvents {
+    /// The batch's events, grouped by day (arrival order within a day).
     pub events: Vec<Event>,
     /// The events' idempotency keys, in the same order.
     pub keys: Vec<Key>,
+    pub blocks: Vec<PreparedBlock>,
+}
+
+/// One block of [`PreparedEvents`]. `data` is valid for all of its events;
+/// the writer re-encodes only when some of them turn out to be duplicates.
+pub(crate) struct PreparedBlock {
+    pub day: i64,
+    /// Where the block's events (and their keys) are.
+    pub range: Range<usize>,
     pub data: Vec<u8>,
+}
+
+impl PreparedEvents {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn events_of(&self, block: &PreparedBlock) -> &[Event] {
+        &self.events[block.range.clone()]
+    }
+
+    pub fn keys_of(&self, block: &PreparedBlock) -> &[Key] {
+        &self.keys[block.range.clone()]
+    }
 }
 
 /// Groups a batch into blocks by day, in arrival order within a day, and
 /// encodes each: the expensive part of storing raw events, done on the
 /// caller's thread so the single writer does not have to, as are the
 /// events' idempotency keys (sent by `owner`).
-pub(crate) fn prepare(owner: AccountId, events: Vec<Event>) -> Vec<PreparedBlock> {
-    // A batch is nearly always of one day: then it is cut into blocks
-    // as it is, each event moved once (events are a few hundred bytes).
-    let first_day = events.first().map(|e| apiary_model::time::day_number(e.ts_ms));
-    let by_day: Vec<(i64, Vec<Event>)> = match first_day {
-        None => Vec::new(),
-        Some(day) if events.iter().all(|e| apiary_model::time::day_number(e.ts_ms) == day) => vec![(day, events)],
+pub(crate) fn prepare(owner: AccountId, events: Vec<Event>) -> PreparedEvents {
+    // A batch is nearly always of one day: then its events stay where they
+    // are. Otherwise they are grouped by day, each moved once.
+    let day_of = |e: &Event| apiary_model::time::day_number(e.ts_ms);
+    let first_day = events.first().map(day_of);
+    let (events, days): (Vec<Event>, Vec<(i64, usize)>) = match first_day {
+        None => (events, Vec::new()),
+        Some(day) if events.iter().all(|e| day_of(e) == day) => {
+            let n = events.len();
+            (events, vec![(day, n)])
+        }
         Some(_) => {
             let mut by_day: Vec<(i64, Vec<Event>)> = Vec::new();
             for e in events {
-                let day = apiary_model::time::day_number(e.ts_ms);
+                let day = day_of(&e);
                 match by_day.iter_mut().find(|(d, _)| *d == day) {
                     Some((_, v)) => v.push(e),
                     None => by_day.push((day, vec![e])),
                 }
             }
-            by_day
+            let days = by_day.iter().map(|(day, v)| (*day, v.len())).collect();
+            (by_day.into_iter().flat_map(|(_, v)| v).collect(), days)
         }
     };
+    let keys = events.iter().map(|e| event_key(owner, &e.node, &e.id, e.ts_ms)).collect();
     let mut blocks = Vec::new();
-    for (day, events) in by_day {
-        let mut rest = events.into_iter().peekable();
-        while rest.peek().is_some() {
-            let events: Vec<Event> = rest.by_ref().take(MAX_BLOCK_EVENTS).collect();
-            let data = encode(events.iter());
-            let keys = events.iter().map(|e| event_key(owner, &e.node, &e.id, e.ts_ms)).collect();
-            blocks.push(PreparedBlock { day, events, keys, data });
+    let mut start = 0;
+    for (day, count) in days {
+        let end_of_day = start + count;
+        while start < end_of_day {
+            let range = start..(start + MAX_BLOCK_EVENTS).min(end_of_day);
+            let data = encode(events[range.clone()].iter());
+            start = range.end;
+            blocks.push(PreparedBlock { day, range, data });
         }
     }
-    blocks
+    PreparedEvents { events, keys, blocks }
 }
 
 /// Encodes events (all of one account and day, in id order).
@@ -309,6 +341,50 @@ mod tests {
         out.clear();
         decode(500, &block, 549, 10, &mut out).unwrap();
         assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), (550..560).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_of_several_days_is_cut_into_blocks_of_one_day_in_arrival_order() {
+        const DAY: i64 = apiary_model::time::MS_PER_DAY;
+        // 2,600 events over three days, interleaved: day 0 gets 1,300
+        // (two blocks), days 1 and 2 get 650 each.
+        let events: Vec<Event> = (0..2600)
+            .map(|i| {
+                let mut e = event(i);
+                e.ts_ms = 1_795_000_000_000 - 1_795_000_000_000 % DAY + [0, DAY, 0, 2 * DAY][i as usize % 4] + i;
+                e
+            })
+            .collect();
+        let prepared = prepare(7, events.clone());
+        assert_eq!(prepared.len(), events.len());
+        let mut seen_days = Vec::new();
+        let mut next = 0;
+        for block in &prepared.blocks {
+            assert_eq!(block.range.start, next, "blocks cover the events in order, without gaps");
+            next = block.range.end;
+            let of_block = prepared.events_of(block);
+            assert!(!of_block.is_empty() && of_block.len() <= MAX_BLOCK_EVENTS);
+            assert!(of_block.iter().all(|e| apiary_model::time::day_number(e.ts_ms) == block.day));
+            for (e, key) in of_block.iter().zip(prepared.keys_of(block)) {
+                assert_eq!(*key, event_key(7, &e.node, &e.id, e.ts_ms));
+            }
+            let mut decoded = Vec::new();
+            decode(1, &block.data, 0, usize::MAX, &mut decoded).unwrap();
+            let decoded: Vec<_> = decoded.iter().map(|d| (d.ts_ms, d.data.clone())).collect();
+            let expected: Vec<_> = of_block.iter().map(|e| (e.ts_ms, e.data.clone())).collect();
+            assert_eq!(decoded, expected);
+            if seen_days.last() != Some(&block.day) {
+                seen_days.push(block.day);
+            }
+        }
+        assert_eq!(next, events.len());
+        let day0 = apiary_model::time::day_number(events[0].ts_ms);
+        assert_eq!(seen_days, vec![day0, day0 + 1, day0 + 2], "days in order of first arrival, each once");
+        assert_eq!(prepared.blocks.iter().map(|b| b.range.len()).collect::<Vec<_>>(), vec![1000, 300, 650, 650]);
+        // Within a day, the events keep their arrival order.
+        let day0_ids: Vec<&str> = prepared.events[..1300].iter().map(|e| e.id.as_str()).collect();
+        let expected: Vec<String> = (0..2600).filter(|i| i % 2 == 0).map(|i| format!("e{i}")).collect();
+        assert_eq!(day0_ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     #[test]

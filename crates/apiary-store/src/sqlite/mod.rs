@@ -562,11 +562,11 @@ impl Store for SqliteStore {
             Some(rx)
         };
         let (reply, rx) = mpsc::sync_channel(1);
-        let blocks = block::prepare(owner, events);
-        let job = IngestJob { owner, peer, blocks, now_ms: apiary_model::time::now_ms(), reply };
+        let events = block::prepare(owner, events);
+        let job = IngestJob { owner, peer, events, now_ms: apiary_model::time::now_ms(), reply };
         self.sender()?.send(Job::Ingest(job)).map_err(|_| StoreError::Closed)?;
-        let writer::IngestAnswer { outcome, blocks } = rx.recv().map_err(|_| StoreError::Closed)?;
-        drop(blocks);
+        let writer::IngestAnswer { outcome, events } = rx.recv().map_err(|_| StoreError::Closed)?;
+        drop(events);
         match (payload_done, &self.payload_answers) {
             (Some(rx), None) => rx.recv().map_err(|_| StoreError::Closed)??,
             (done, Some(answers)) => {

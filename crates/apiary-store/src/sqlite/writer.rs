@@ -17,7 +17,7 @@ use std::time::Duration;
 use apiary_model::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::block::{self, PreparedBlock, MAX_BLOCK_EVENTS};
+use super::block::{self, PreparedEvents, MAX_BLOCK_EVENTS};
 use super::claims::{self, Claims};
 use super::rollup::{Committed, Increment};
 use super::rollup_writer::RollupJob;
@@ -34,23 +34,23 @@ pub(crate) type Reply<T> = SyncSender<Result<T>>;
 pub(crate) struct IngestJob {
     pub owner: AccountId,
     pub peer: Option<IpAddr>,
-    pub blocks: Vec<PreparedBlock>,
+    pub events: PreparedEvents,
     pub now_ms: i64,
     pub reply: SyncSender<IngestAnswer>,
 }
 
-/// The answer to an [`IngestJob`], with its blocks handed back: the thread
+/// The answer to an [`IngestJob`], with its events handed back: the thread
 /// that allocated the events frees them. Freed here, every string of every
 /// event went back to another thread's heap, under its lock, a tenth of
 /// this thread's time under a bulk load.
 pub(crate) struct IngestAnswer {
     pub outcome: Result<IngestOutcome>,
-    pub blocks: Vec<PreparedBlock>,
+    pub events: PreparedEvents,
 }
 
 impl IngestJob {
     fn len(&self) -> usize {
-        self.blocks.iter().map(|b| b.events.len()).sum()
+        self.events.len()
     }
 }
 
@@ -120,7 +120,7 @@ pub(crate) fn run(
                     }
                 }
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(IngestAnswer { outcome: Ok(outcome), blocks: job.blocks });
+                    let _ = job.reply.send(IngestAnswer { outcome: Ok(outcome), events: job.events });
                 }
                 // After the answers (a restart may fsync), between two
                 // transactions.
@@ -138,7 +138,7 @@ pub(crate) fn run(
                 tracing::error!(error = %e, "ingest transaction failed");
                 for job in batch {
                     let outcome = Err(StoreError::Invalid(format!("storing events failed: {e}")));
-                    let _ = job.reply.send(IngestAnswer { outcome, blocks: job.blocks });
+                    let _ = job.reply.send(IngestAnswer { outcome, events: job.events });
                 }
             }
         }
@@ -221,8 +221,9 @@ fn ingest_batch(
             let mut outcome = IngestOutcome::default();
             let mut touched: Vec<i64> = Vec::new();
             let mut last_node: Option<&str> = None;
-            for block in &job.blocks {
-                for e in &block.events {
+            for block in &job.events.blocks {
+                let events = job.events.events_of(block);
+                for e in events {
                     if last_node != Some(e.node.as_str()) {
                         let node = node_row(&tx, nodes, job.owner, &e.node, job.now_ms)?;
                         if !touched.contains(&node) {
@@ -231,12 +232,12 @@ fn ingest_batch(
                         last_node = Some(e.node.as_str());
                     }
                 }
-                let mut is_fresh = Vec::with_capacity(block.keys.len());
-                for key in &block.keys {
+                let keys = job.events.keys_of(block);
+                let mut is_fresh = Vec::with_capacity(keys.len());
+                for key in keys {
                     is_fresh.push(claims.claim(&tx, job.owner, *key)?);
                 }
-                let fresh: Vec<&Event> =
-                    block.events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
+                let fresh: Vec<&Event> = events.iter().zip(&is_fresh).filter(|(_, f)| **f).map(|(e, _)| e).collect();
                 let mut service = (u32::MAX, "");
                 for e in &fresh {
                     // Events of a block mostly share their service.
@@ -253,13 +254,13 @@ fn ingest_batch(
                     });
                 }
                 outcome.accepted += fresh.len() as u64;
-                outcome.duplicates += (block.events.len() - fresh.len()) as u64;
+                outcome.duplicates += (events.len() - fresh.len()) as u64;
                 if fresh.is_empty() {
                     continue;
                 }
                 // Some events were stored before: this block holds only the new ones.
                 let reencoded;
-                let data = if fresh.len() == block.events.len() {
+                let data = if fresh.len() == events.len() {
                     &block.data
                 } else {
                     reencoded = block::encode(fresh.iter().copied());
