@@ -68,6 +68,13 @@ fn pruning_drops_old_raw_events_and_keeps_rollups() {
     assert_eq!(history.iter().find(|r| r.day == old_day).map(|r| r.event_count), Some(2500));
     // Nothing left to prune is a no-op.
     assert_eq!(store.prune_events(today - 30).unwrap(), 0);
+    // The idempotency keys of the days kept stay: a re-delivery of today's
+    // events is recognised, after a reopen too.
+    store.close().unwrap();
+    let store = open(dir.path());
+    let again: Vec<Event> = (0..10).map(|i| event(&format!("new{i}"), now - 1000 + i, "1.2.3.4")).collect();
+    let outcome = store.ingest(acct.id, None, again).unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (0, 10));
 }
 
 #[test]

@@ -4,11 +4,17 @@
 //! from which node, with which sensor-assigned id), so a re-delivered event
 //! is recognised and not stored twice. A B-tree row per key cost the writer
 //! an insert per event, its largest single share of work. So keys are kept
-//! as chunks instead: each commit appends, per account and second of the
+//! as chunks instead: each commit appends, per account and minute of the
 //! events' time (a *bucket*), one row holding the keys it stored. Checks run
 //! in memory, against a bucket's keys loaded from its chunks when it is
 //! first needed; sensors deliver in time order, so the buckets in use are
-//! few and stay loaded.
+//! few and stay loaded, and those no longer used leave memory.
+//!
+//! A bucket was a second until buckets of a second turned out to cost a
+//! chunk row per event for events out of time order (a file of a day's
+//! events shuffled: 86,400 buckets, nearly one per event of a commit), and
+//! every bucket loaded once on its own. A database keeps the width it was
+//! created with (`claim_bucket_ms` in `meta`): its chunks stay valid.
 //!
 //! What is in memory always agrees with the database: buckets are loaded
 //! inside the write transaction, keys claimed in a transaction that rolls
@@ -33,11 +39,17 @@ use crate::{Result, StoreError};
 /// millisecond too.
 pub(crate) type Key = (i64, i64);
 
-/// Milliseconds of event time per bucket.
-const BUCKET_MS: i64 = 1000;
-/// Keys held in memory at most (about 25 bytes each); past it, the buckets
+/// Keys held in memory at most (about 20 bytes each); past it, the buckets
 /// used least recently are dropped, to be loaded again if needed.
 const MAX_KEYS: usize = 2_000_000;
+/// The same for a bulk load, which may bring a file's events in any time
+/// order: every bucket of its time range then stays in use, and holding
+/// fewer keys than the file has meant loading evicted buckets again with
+/// every commit.
+pub(crate) const BULK_MAX_KEYS: usize = 12_000_000;
+/// A bucket not used by this many transactions leaves memory (it is loaded
+/// again if needed): in time order, the buckets behind go.
+const IDLE_TRANSACTIONS: u64 = 16;
 /// Bytes per key in a chunk: timestamp and hash, little-endian.
 const KEY_BYTES: usize = 16;
 
@@ -58,6 +70,9 @@ pub(crate) fn event_key(owner: AccountId, node: &str, id: &str, ts_ms: i64) -> K
 pub(crate) struct Claims {
     /// Keys held at most (see [`MAX_KEYS`]).
     max_keys: usize,
+    /// Milliseconds of event time per bucket, as the database says (read
+    /// at the first transaction).
+    bucket_ms: Option<i64>,
     buckets: FxHashMap<(AccountId, i64), Bucket>,
     /// Keys in all loaded buckets.
     keys: usize,
@@ -90,9 +105,10 @@ struct Bucket {
 }
 
 impl Claims {
-    fn holding_at_most(max_keys: usize) -> Claims {
+    pub(crate) fn holding_at_most(max_keys: usize) -> Claims {
         Claims {
             max_keys,
+            bucket_ms: None,
             buckets: FxHashMap::default(),
             keys: 0,
             clock: 0,
@@ -110,6 +126,9 @@ impl Claims {
             self.forget();
             self.data_version = Some(version);
         }
+        if self.bucket_ms.is_none() {
+            self.bucket_ms = Some(bucket_ms(tx)?);
+        }
         self.clock += 1;
         Ok(())
     }
@@ -117,7 +136,10 @@ impl Claims {
     /// Claims `key` for `owner`: true when no stored event (nor one claimed
     /// earlier in this transaction) has it.
     pub fn claim(&mut self, tx: &Transaction, owner: AccountId, key: Key) -> Result<bool> {
-        let slot = (owner, key.0.div_euclid(BUCKET_MS));
+        let bucket_ms = self
+            .bucket_ms
+            .ok_or_else(|| StoreError::Invalid("idempotency keys claimed outside a transaction".into()))?;
+        let slot = (owner, key.0.div_euclid(bucket_ms));
         if !self.buckets.contains_key(&slot) {
             let bucket = self.load(tx, slot)?;
             self.keys += bucket.keys.len();
@@ -155,8 +177,19 @@ impl Claims {
         Ok(())
     }
 
-    /// After a commit: keeps memory within [`MAX_KEYS`].
+    /// After a commit: drops, every [`IDLE_TRANSACTIONS`], the buckets idle
+    /// as long, and keeps memory within the most keys held.
     pub fn committed(&mut self) {
+        if self.clock.is_multiple_of(IDLE_TRANSACTIONS) {
+            let (keys, clock) = (&mut self.keys, self.clock);
+            self.buckets.retain(|_, b| {
+                let keep = clock - b.last_used < IDLE_TRANSACTIONS;
+                if !keep {
+                    *keys -= b.keys.len();
+                }
+                keep
+            });
+        }
         if self.keys <= self.max_keys {
             return;
         }
@@ -205,12 +238,13 @@ impl Claims {
             }
             loaded.next_seq = loaded.next_seq.max(seq + 1);
         }
-        let start_ms = bucket * BUCKET_MS;
+        let bucket_ms = self.bucket_ms.unwrap_or(1000);
+        let start_ms = bucket * bucket_ms;
         if self.legacy_until(tx, owner)?.is_some_and(|until| until >= start_ms) {
             let mut legacy =
                 tx.prepare_cached("SELECT ts_ms, uid FROM event_uids WHERE owner = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?;
             let rows =
-                legacy.query_map(params![owner, start_ms, start_ms + BUCKET_MS], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                legacy.query_map(params![owner, start_ms, start_ms + bucket_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
             for key in rows {
                 loaded.keys.insert(key?);
             }
@@ -231,8 +265,19 @@ impl Claims {
 
 /// The first bucket of `day` (a day number): chunks of buckets before it
 /// hold keys of days before it.
-pub(crate) fn first_bucket_of_day(day: i64) -> i64 {
-    day * apiary_model::time::MS_PER_DAY / BUCKET_MS
+pub(crate) fn first_bucket_of_day(tx: &Transaction, day: i64) -> Result<i64> {
+    Ok(day * apiary_model::time::MS_PER_DAY / bucket_ms(tx)?)
+}
+
+/// The database's bucket width. A width that does not divide a day would
+/// let a bucket hold keys of two days, and pruning one day would drop the
+/// next day's keys with it.
+fn bucket_ms(tx: &Transaction) -> Result<i64> {
+    let ms: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'claim_bucket_ms'", [], |r| r.get(0))?;
+    if ms <= 0 || apiary_model::time::MS_PER_DAY % ms != 0 {
+        return Err(StoreError::Invalid(format!("claim_bucket_ms {ms} in apiary.db does not divide a day")));
+    }
+    Ok(ms)
 }
 
 #[cfg(test)]
@@ -256,15 +301,16 @@ mod tests {
         let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
         schema::migrate(&mut conn, &schema::MAIN).unwrap();
         let mut claims = Claims::holding_at_most(20);
-        // 100 keys over 10 buckets, in two commits: memory keeps only some.
-        let keys: Vec<Key> = (0..100).map(|i| (i * 100, i * 7919)).collect();
+        // 100 keys over 10 buckets of a minute, in two commits: memory keeps
+        // only some.
+        let keys: Vec<Key> = (0..100).map(|i| (i * 6_000, i * 7919)).collect();
         assert!(commit(&mut conn, &mut claims, &keys[..50]).iter().all(|f| *f));
         assert!(commit(&mut conn, &mut claims, &keys[50..]).iter().all(|f| *f));
         assert!(claims.keys <= 20, "{} keys held", claims.keys);
         // Every stored key is refused, from memory or reloaded; new keys in
         // the same buckets are taken, each once.
         let mut again = keys.clone();
-        again.extend((0..100).map(|i| (i * 100 + 1, i)));
+        again.extend((0..100).map(|i| (i * 6_000 + 1, i)));
         again.push((1, 0));
         let fresh = commit(&mut conn, &mut claims, &again);
         assert!(fresh[..100].iter().all(|f| !*f));
@@ -278,5 +324,53 @@ mod tests {
         drop(tx);
         claims.forget();
         assert_eq!(commit(&mut conn, &mut claims, &[(5_000, 1)]), [true]);
+    }
+
+    #[test]
+    fn idle_buckets_leave_memory_and_their_keys_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
+        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        let mut claims = Claims::holding_at_most(BULK_MAX_KEYS);
+        let early: Vec<Key> = (0..50).map(|i| (i * 1_000, i)).collect();
+        assert!(commit(&mut conn, &mut claims, &early).iter().all(|f| *f));
+        // Events move on in time, a minute per transaction: the first
+        // minute's bucket goes idle, then leaves.
+        for t in 1..=IDLE_TRANSACTIONS as i64 * 2 {
+            assert_eq!(commit(&mut conn, &mut claims, &[(t * 60_000, t)]), [true]);
+        }
+        assert!(!claims.buckets.contains_key(&(1, 0)), "an idle bucket stays in memory");
+        assert!(claims.keys <= IDLE_TRANSACTIONS as usize + 1, "{} keys held", claims.keys);
+        // Its keys are still recognised (loaded again), and new ones taken.
+        let fresh = commit(&mut conn, &mut claims, &[early[7], (7_001, 7), early[7]]);
+        assert_eq!(fresh, [false, true, false]);
+    }
+
+    #[test]
+    fn a_database_keeps_the_bucket_width_its_keys_were_stored_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
+        // A database of version 5 whose keys were chunked by the second, as
+        // that version did: key (12_345_678, 42) in bucket 12_345.
+        let v5 = schema::Schema { migrations: &schema::MAIN.migrations[..5], ..schema::MAIN };
+        schema::migrate(&mut conn, &v5).unwrap();
+        let mut chunk = 12_345_678i64.to_le_bytes().to_vec();
+        chunk.extend_from_slice(&42i64.to_le_bytes());
+        conn.execute("INSERT INTO event_key_chunks (owner, bucket, seq, keys) VALUES (1, 12345, 0, ?1)", [&chunk])
+            .unwrap();
+        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        let mut claims = Claims::default();
+        assert_eq!(commit(&mut conn, &mut claims, &[(12_345_678, 42), (12_345_679, 42)]), [false, true]);
+        assert_eq!(claims.bucket_ms, Some(1000));
+        // A new database counts in minutes.
+        let mut fresh = rusqlite::Connection::open(dir.path().join("fresh.db")).unwrap();
+        schema::migrate(&mut fresh, &schema::MAIN).unwrap();
+        let mut claims = Claims::default();
+        assert_eq!(commit(&mut fresh, &mut claims, &[(12_345_678, 42)]), [true]);
+        assert_eq!(claims.bucket_ms, Some(60_000));
+        // A width that does not divide a day is refused, not used.
+        fresh.execute("UPDATE meta SET value = 7000 WHERE key = 'claim_bucket_ms'", []).unwrap();
+        let tx = fresh.transaction().unwrap();
+        assert!(Claims::default().begin(&tx).is_err());
     }
 }

@@ -38,6 +38,7 @@ use crate::accounts::{generate_credentials, generate_key, hash_key, AccountKeys,
 use crate::quota::{QuotaBook, QuotaDecision};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
+use claims::Claims;
 use host_cache::HostCache;
 use payload::PayloadJob;
 use pool::Pool;
@@ -255,11 +256,12 @@ impl SqliteStore {
                 .map_err(|source| StoreError::Io { path: "rollup writer thread".into(), source })?
         };
         let (tx, rx) = mpsc::sync_channel(opts.write_queue.max(1));
+        let claims = if opts.bulk_load { Claims::holding_at_most(claims::BULK_MAX_KEYS) } else { Claims::default() };
         let thread = {
             let (rollups, sent) = (rollup_tx.clone(), rollups_sent.clone());
             std::thread::Builder::new()
                 .name("apiary-writer".into())
-                .spawn(move || writer::run(conn, rx, rollups, &checkpoints, &sent))
+                .spawn(move || writer::run(conn, rx, rollups, &checkpoints, &sent, claims))
                 .map_err(|source| StoreError::Io { path: "writer thread".into(), source })?
         };
         let payload_path = data_dir.join(schema::PAYLOADS.name);

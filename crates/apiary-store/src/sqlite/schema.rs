@@ -171,6 +171,13 @@ const MAIN_MIGRATIONS: &[&str] = &[
     DROP TABLE month_host;
     DELETE FROM meta WHERE key = 'rollup_hwm';
     "#,
+    // 6: the width of an idempotency-key bucket (claims.rs): a minute, or
+    // a second (as before) where keys were chunked by the second already:
+    // their chunks stay where they are.
+    r#"
+    INSERT INTO meta (key, value) SELECT 'claim_bucket_ms',
+        CASE WHEN EXISTS (SELECT 1 FROM event_key_chunks) THEN 1000 ELSE 60000 END;
+    "#,
 ];
 
 /// The tables `move_rollups` copies, in `apiary.db`'s version 4 layout.

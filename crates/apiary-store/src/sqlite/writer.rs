@@ -74,9 +74,9 @@ pub(crate) fn run(
     rollups: SyncSender<RollupJob>,
     checkpoints: &AtomicU64,
     sent: &AtomicI64,
+    mut claims: Claims,
 ) {
     let mut nodes = NodeCache::default();
-    let mut claims = Claims::default();
     let mut checkpoint_seen = 0;
     let mut carried: Option<Job> = None;
     loop {
@@ -299,7 +299,7 @@ pub(crate) fn prune_chunk(conn: &mut Connection, before_day: i64, limit: usize) 
         let cutoff_ms = before_day * apiary_model::time::MS_PER_DAY;
         let owners: Vec<i64> =
             tx.prepare("SELECT id FROM accounts")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        let first_bucket = claims::first_bucket_of_day(before_day);
+        let first_bucket = claims::first_bucket_of_day(&tx, before_day)?;
         for owner in owners {
             n += tx.execute(
                 "DELETE FROM event_uids WHERE (owner, ts_ms, uid) IN
