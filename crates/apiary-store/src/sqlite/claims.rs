@@ -7,14 +7,23 @@
 //! as chunks instead: each commit appends, per account and minute of the
 //! events' time (a *bucket*), one row holding the keys it stored. Checks run
 //! in memory, against a bucket's keys loaded from its chunks when it is
-//! first needed; sensors deliver in time order, so the buckets in use are
-//! few and stay loaded, and those no longer used leave memory.
+//! first needed.
 //!
-//! A bucket was a second until buckets of a second turned out to cost a
-//! chunk row per event for events out of time order (a file of a day's
-//! events shuffled: 86,400 buckets, nearly one per event of a commit), and
-//! every bucket loaded once on its own. A database keeps the width it was
-//! created with (`claim_bucket_ms` in `meta`): its chunks stay valid.
+//! Memory holds the keys by the second (a *part* of a bucket), and drops
+//! them by the second: the parts no transaction used for a while, and past
+//! the most keys held, those used least recently. Sensors deliver in time
+//! order, so the parts in use are few and stay loaded. Loading a bucket
+//! fills every part of it not in memory (a part in memory already holds
+//! all of its keys).
+//!
+//! Buckets were a second once. That cost a chunk row per event of a commit
+//! for events out of time order (a file of a day's events shuffled: 86,400
+//! buckets), and a load for every second. Buckets of a minute held in
+//! memory whole cost the other way: events dense in time (a million in a
+//! minute) made one bucket larger than memory may hold, dropped and loaded
+//! again with every commit. Hence rows by the minute and memory by the
+//! second. A database keeps the bucket width it was created with
+//! (`claim_bucket_ms` in `meta`): its chunks stay valid.
 //!
 //! What is in memory always agrees with the database: buckets are loaded
 //! inside the write transaction, keys claimed in a transaction that rolls
@@ -39,17 +48,20 @@ use crate::{Result, StoreError};
 /// millisecond too.
 pub(crate) type Key = (i64, i64);
 
-/// Keys held in memory at most (about 20 bytes each); past it, the buckets
+/// Keys held in memory at most (about 20 bytes each); past it, the parts
 /// used least recently are dropped, to be loaded again if needed.
 const MAX_KEYS: usize = 2_000_000;
 /// The same for a bulk load, which may bring a file's events in any time
-/// order: every bucket of its time range then stays in use, and holding
-/// fewer keys than the file has meant loading evicted buckets again with
+/// order: every part of its time range then stays in use, and holding
+/// fewer keys than the file has meant loading dropped parts again with
 /// every commit.
 pub(crate) const BULK_MAX_KEYS: usize = 12_000_000;
-/// A bucket not used by this many transactions leaves memory (it is loaded
-/// again if needed): in time order, the buckets behind go.
+/// A part not used by this many transactions leaves memory (it is loaded
+/// again if needed): in time order, the parts behind go.
 const IDLE_TRANSACTIONS: u64 = 16;
+/// Milliseconds of event time per part, where the bucket width is a
+/// multiple of it.
+const PART_MS: i64 = 1000;
 /// Bytes per key in a chunk: timestamp and hash, little-endian.
 const KEY_BYTES: usize = 16;
 
@@ -65,16 +77,42 @@ pub(crate) fn event_key(owner: AccountId, node: &str, id: &str, ts_ms: i64) -> K
     (ts_ms, i64::from_le_bytes(first))
 }
 
+/// How a database cuts event time: into buckets (chunk rows) and, in
+/// memory, into parts of buckets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Widths {
+    bucket_ms: i64,
+    part_ms: i64,
+}
+
+impl Widths {
+    fn of_bucket(bucket_ms: i64) -> Widths {
+        let part_ms = if bucket_ms % PART_MS == 0 { PART_MS } else { bucket_ms };
+        Widths { bucket_ms, part_ms }
+    }
+
+    fn parts_per_bucket(self) -> i64 {
+        self.bucket_ms / self.part_ms
+    }
+
+    fn bucket_of_part(self, part: i64) -> i64 {
+        part.div_euclid(self.parts_per_bucket())
+    }
+}
+
 /// The keys stored so far, as far as loaded, and those claimed by the
 /// transaction under way.
 pub(crate) struct Claims {
     /// Keys held at most (see [`MAX_KEYS`]).
     max_keys: usize,
-    /// Milliseconds of event time per bucket, as the database says (read
-    /// at the first transaction).
-    bucket_ms: Option<i64>,
-    buckets: FxHashMap<(AccountId, i64), Bucket>,
-    /// Keys in all loaded buckets.
+    /// As the database says (read at the first transaction).
+    widths: Option<Widths>,
+    /// By account and part number.
+    parts: FxHashMap<(AccountId, i64), Part>,
+    /// The sequence number of the next chunk of each bucket with a part in
+    /// memory, by account and bucket number.
+    next_seq: FxHashMap<(AccountId, i64), i64>,
+    /// Keys in all loaded parts.
     keys: usize,
     /// Counts transactions, for least-recently-used eviction.
     clock: u64,
@@ -84,7 +122,7 @@ pub(crate) struct Claims {
     /// Per account, the newest timestamp in the legacy `event_uids` table
     /// (`None`: it holds none of the account's keys).
     legacy_until: FxHashMap<AccountId, Option<i64>>,
-    /// Buckets with keys claimed in this transaction.
+    /// Parts with keys claimed in this transaction.
     staged: Vec<(AccountId, i64)>,
 }
 
@@ -95,10 +133,8 @@ impl Default for Claims {
 }
 
 #[derive(Default)]
-struct Bucket {
+struct Part {
     keys: FxHashSet<Key>,
-    /// Sequence number of the bucket's next chunk.
-    next_seq: i64,
     /// Keys claimed in this transaction, not yet in a chunk.
     staged: Vec<Key>,
     last_used: u64,
@@ -108,8 +144,9 @@ impl Claims {
     pub(crate) fn holding_at_most(max_keys: usize) -> Claims {
         Claims {
             max_keys,
-            bucket_ms: None,
-            buckets: FxHashMap::default(),
+            widths: None,
+            parts: FxHashMap::default(),
+            next_seq: FxHashMap::default(),
             keys: 0,
             clock: 0,
             data_version: None,
@@ -126,130 +163,183 @@ impl Claims {
             self.forget();
             self.data_version = Some(version);
         }
-        if self.bucket_ms.is_none() {
-            self.bucket_ms = Some(bucket_ms(tx)?);
+        if self.widths.is_none() {
+            self.widths = Some(Widths::of_bucket(bucket_ms(tx)?));
         }
         self.clock += 1;
         Ok(())
     }
 
+    fn widths(&self) -> Result<Widths> {
+        self.widths.ok_or_else(|| StoreError::Invalid("idempotency keys claimed outside a transaction".into()))
+    }
+
     /// Claims `key` for `owner`: true when no stored event (nor one claimed
     /// earlier in this transaction) has it.
     pub fn claim(&mut self, tx: &Transaction, owner: AccountId, key: Key) -> Result<bool> {
-        let bucket_ms = self
-            .bucket_ms
-            .ok_or_else(|| StoreError::Invalid("idempotency keys claimed outside a transaction".into()))?;
-        let slot = (owner, key.0.div_euclid(bucket_ms));
-        if !self.buckets.contains_key(&slot) {
-            let bucket = self.load(tx, slot)?;
-            self.keys += bucket.keys.len();
-            self.buckets.insert(slot, bucket);
+        let widths = self.widths()?;
+        let slot = (owner, key.0.div_euclid(widths.part_ms));
+        if !self.parts.contains_key(&slot) {
+            self.load(tx, owner, widths.bucket_of_part(slot.1))?;
         }
         let clock = self.clock;
-        let Some(bucket) = self.buckets.get_mut(&slot) else { return Ok(false) };
-        bucket.last_used = clock;
-        if !bucket.keys.insert(key) {
+        let part = self
+            .parts
+            .get_mut(&slot)
+            .ok_or_else(|| StoreError::Invalid(format!("idempotency keys of part {} not loaded", slot.1)))?;
+        part.last_used = clock;
+        if !part.keys.insert(key) {
             return Ok(false);
         }
-        if bucket.staged.is_empty() {
+        if part.staged.is_empty() {
             self.staged.push(slot);
         }
-        bucket.staged.push(key);
+        part.staged.push(key);
         self.keys += 1;
         Ok(true)
     }
 
     /// Writes the keys claimed in this transaction, one chunk per bucket.
     pub fn write(&mut self, tx: &Transaction) -> Result<()> {
+        let widths = self.widths()?;
         let mut insert =
             tx.prepare_cached("INSERT INTO event_key_chunks (owner, bucket, seq, keys) VALUES (?1, ?2, ?3, ?4)")?;
+        // Parts in order, so a bucket's parts are neighbours: one row each.
+        self.staged.sort_unstable();
         let mut bytes = Vec::new();
+        let mut rows = Vec::new();
+        let mut current: Option<(AccountId, i64)> = None;
         for slot in self.staged.drain(..) {
-            let Some(bucket) = self.buckets.get_mut(&slot) else { continue };
-            bytes.clear();
-            for (ts_ms, hash) in bucket.staged.drain(..) {
+            let bucket = (slot.0, widths.bucket_of_part(slot.1));
+            if current.is_some_and(|c| c != bucket) {
+                rows.push((current, std::mem::take(&mut bytes)));
+            }
+            current = Some(bucket);
+            let Some(part) = self.parts.get_mut(&slot) else { continue };
+            for (ts_ms, hash) in part.staged.drain(..) {
                 bytes.extend_from_slice(&ts_ms.to_le_bytes());
                 bytes.extend_from_slice(&hash.to_le_bytes());
             }
-            insert.execute(params![slot.0, slot.1, bucket.next_seq, bytes])?;
-            bucket.next_seq += 1;
+        }
+        rows.push((current, bytes));
+        for (bucket, bytes) in rows {
+            let Some(bucket) = bucket else { continue };
+            if bytes.is_empty() {
+                continue;
+            }
+            let seq = self.next_seq.get_mut(&bucket).ok_or_else(|| {
+                StoreError::Invalid(format!("idempotency key bucket {} has no chunk sequence", bucket.1))
+            })?;
+            insert.execute(params![bucket.0, bucket.1, *seq, bytes])?;
+            *seq += 1;
         }
         Ok(())
     }
 
-    /// After a commit: drops, every [`IDLE_TRANSACTIONS`], the buckets idle
+    /// After a commit: drops, every [`IDLE_TRANSACTIONS`], the parts idle
     /// as long, and keeps memory within the most keys held.
     pub fn committed(&mut self) {
+        let mut dropped = false;
         if self.clock.is_multiple_of(IDLE_TRANSACTIONS) {
             let (keys, clock) = (&mut self.keys, self.clock);
-            self.buckets.retain(|_, b| {
-                let keep = clock - b.last_used < IDLE_TRANSACTIONS;
+            self.parts.retain(|_, p| {
+                let keep = clock - p.last_used < IDLE_TRANSACTIONS;
                 if !keep {
-                    *keys -= b.keys.len();
+                    *keys -= p.keys.len();
                 }
                 keep
             });
+            dropped = true;
         }
-        if self.keys <= self.max_keys {
-            return;
-        }
-        let mut by_age: Vec<(u64, (AccountId, i64), usize)> =
-            self.buckets.iter().map(|(slot, b)| (b.last_used, *slot, b.keys.len())).collect();
-        by_age.sort_unstable();
-        for (_, slot, len) in by_age {
-            if self.keys <= self.max_keys / 4 * 3 {
-                break;
+        if self.keys > self.max_keys {
+            // Least recently used first; of those, the earliest in time.
+            let mut by_age: Vec<(u64, (AccountId, i64), usize)> =
+                self.parts.iter().map(|(slot, p)| (p.last_used, *slot, p.keys.len())).collect();
+            by_age.sort_unstable();
+            for (_, slot, len) in by_age {
+                if self.keys <= self.max_keys / 4 * 3 {
+                    break;
+                }
+                self.parts.remove(&slot);
+                self.keys -= len;
             }
-            self.buckets.remove(&slot);
-            self.keys -= len;
+            dropped = true;
+        }
+        if dropped {
+            // A bucket's sequence is kept while any part of it is in memory.
+            if let Some(widths) = self.widths {
+                let live: FxHashSet<(AccountId, i64)> =
+                    self.parts.keys().map(|&(owner, part)| (owner, widths.bucket_of_part(part))).collect();
+                self.next_seq.retain(|bucket, _| live.contains(bucket));
+            }
         }
     }
 
     /// Drops everything loaded: after a rollback (memory may hold keys that
     /// were never stored) or another process's commit.
     pub fn forget(&mut self) {
-        self.buckets = FxHashMap::default();
+        self.parts = FxHashMap::default();
+        self.next_seq = FxHashMap::default();
         self.legacy_until.clear();
         self.staged.clear();
         self.keys = 0;
     }
 
-    fn load(&mut self, tx: &Transaction, (owner, bucket): (AccountId, i64)) -> Result<Bucket> {
-        let mut loaded = Bucket::default();
+    /// Reads `bucket`'s chunks into memory: every part of it not in memory
+    /// yet, each with the keys stored for it (none, for most of a new
+    /// bucket's parts), and the bucket's next chunk sequence number.
+    fn load(&mut self, tx: &Transaction, owner: AccountId, bucket: i64) -> Result<()> {
+        let widths = self.widths()?;
+        let first_part = bucket * widths.parts_per_bucket();
+        let mut filled: FxHashMap<i64, FxHashSet<Key>> = (first_part..first_part + widths.parts_per_bucket())
+            .filter(|part| !self.parts.contains_key(&(owner, *part)))
+            .map(|part| (part, FxHashSet::default()))
+            .collect();
+        let mut next_seq = 0;
         let mut chunks =
             tx.prepare_cached("SELECT seq, keys FROM event_key_chunks WHERE owner = ?1 AND bucket = ?2")?;
         let mut rows = chunks.query(params![owner, bucket])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
-            let bytes = row
-                .get_ref(1)?
-                .as_blob()
-                .map_err(|e| StoreError::Invalid(format!("idempotency key chunk {seq} of bucket {bucket}: {e}")))?;
+            let bad =
+                |what: String| StoreError::Invalid(format!("idempotency key chunk {seq} of bucket {bucket} {what}"));
+            let bytes = row.get_ref(1)?.as_blob().map_err(|e| bad(e.to_string()))?;
             if !bytes.len().is_multiple_of(KEY_BYTES) {
-                return Err(StoreError::Invalid(format!(
-                    "idempotency key chunk {seq} of bucket {bucket} is {} bytes, not a multiple of {KEY_BYTES}",
-                    bytes.len()
-                )));
+                return Err(bad(format!("is {} bytes, not a multiple of {KEY_BYTES}", bytes.len())));
             }
             for key in bytes.chunks_exact(KEY_BYTES) {
                 let (ts, hash) = key.split_at(8);
                 let word = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap_or_default());
-                loaded.keys.insert((word(ts), word(hash)));
+                let key = (word(ts), word(hash));
+                let part = key.0.div_euclid(widths.part_ms);
+                if widths.bucket_of_part(part) != bucket {
+                    return Err(bad(format!("holds a key of {} ms, outside the bucket", key.0)));
+                }
+                if let Some(keys) = filled.get_mut(&part) {
+                    keys.insert(key);
+                }
             }
-            loaded.next_seq = loaded.next_seq.max(seq + 1);
+            next_seq = next_seq.max(seq + 1);
         }
-        let bucket_ms = self.bucket_ms.unwrap_or(1000);
-        let start_ms = bucket * bucket_ms;
+        let start_ms = bucket * widths.bucket_ms;
         if self.legacy_until(tx, owner)?.is_some_and(|until| until >= start_ms) {
             let mut legacy =
                 tx.prepare_cached("SELECT ts_ms, uid FROM event_uids WHERE owner = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?;
-            let rows =
-                legacy.query_map(params![owner, start_ms, start_ms + bucket_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = legacy
+                .query_map(params![owner, start_ms, start_ms + widths.bucket_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
             for key in rows {
-                loaded.keys.insert(key?);
+                let key: Key = key?;
+                if let Some(keys) = filled.get_mut(&key.0.div_euclid(widths.part_ms)) {
+                    keys.insert(key);
+                }
             }
         }
-        Ok(loaded)
+        self.next_seq.insert((owner, bucket), next_seq);
+        for (part, keys) in filled {
+            self.keys += keys.len();
+            self.parts.insert((owner, part), Part { keys, staged: Vec::new(), last_used: self.clock });
+        }
+        Ok(())
     }
 
     fn legacy_until(&mut self, tx: &Transaction, owner: AccountId) -> Result<Option<i64>> {
@@ -327,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn idle_buckets_leave_memory_and_their_keys_still_count() {
+    fn idle_parts_leave_memory_and_their_keys_still_count() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
         schema::migrate(&mut conn, &schema::MAIN).unwrap();
@@ -335,15 +425,42 @@ mod tests {
         let early: Vec<Key> = (0..50).map(|i| (i * 1_000, i)).collect();
         assert!(commit(&mut conn, &mut claims, &early).iter().all(|f| *f));
         // Events move on in time, a minute per transaction: the first
-        // minute's bucket goes idle, then leaves.
+        // minute's parts go idle, then leave.
         for t in 1..=IDLE_TRANSACTIONS as i64 * 2 {
             assert_eq!(commit(&mut conn, &mut claims, &[(t * 60_000, t)]), [true]);
         }
-        assert!(!claims.buckets.contains_key(&(1, 0)), "an idle bucket stays in memory");
+        assert!(!claims.parts.contains_key(&(1, 0)), "an idle part stays in memory");
         assert!(claims.keys <= IDLE_TRANSACTIONS as usize + 1, "{} keys held", claims.keys);
         // Its keys are still recognised (loaded again), and new ones taken.
         let fresh = commit(&mut conn, &mut claims, &[early[7], (7_001, 7), early[7]]);
         assert_eq!(fresh, [false, true, false]);
+    }
+
+    #[test]
+    fn a_minute_denser_than_memory_is_held_by_the_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
+        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        let mut claims = Claims::holding_at_most(1000);
+        // 3,000 keys in 30 s of one minute, 100 a second, in time order,
+        // five commits of 600: more than memory holds.
+        let keys: Vec<Key> = (0..3000).map(|i| (i * 10, i)).collect();
+        for (n, commit_keys) in keys.chunks(600).enumerate() {
+            assert!(commit(&mut conn, &mut claims, commit_keys).iter().all(|f| *f));
+            assert!(claims.keys <= 1000, "{} keys held", claims.keys);
+            // The second in use stays: memory drops what is behind it, not
+            // the whole minute (which would be loaded again next commit).
+            let latest = commit_keys[commit_keys.len() - 1].0 / 1000;
+            assert!(claims.parts.contains_key(&(1, latest)), "commit {n} dropped the second in use");
+            let rows: i64 = conn.query_row("SELECT count(*) FROM event_key_chunks", [], |r| r.get(0)).unwrap();
+            assert_eq!(rows, n as i64 + 1, "one chunk row per commit and minute");
+        }
+        // Every key is still recognised, loaded again where dropped; a
+        // second reload does not count a part's keys twice.
+        let again = commit(&mut conn, &mut claims, &keys);
+        assert!(again.iter().all(|f| !*f));
+        assert!(commit(&mut conn, &mut claims, &[(25_000, 1), (25_000, 7)]).iter().all(|f| *f));
+        assert!(claims.keys <= 1000 + 2, "{} keys held", claims.keys);
     }
 
     #[test]
@@ -361,13 +478,13 @@ mod tests {
         schema::migrate(&mut conn, &schema::MAIN).unwrap();
         let mut claims = Claims::default();
         assert_eq!(commit(&mut conn, &mut claims, &[(12_345_678, 42), (12_345_679, 42)]), [false, true]);
-        assert_eq!(claims.bucket_ms, Some(1000));
+        assert_eq!(claims.widths, Some(Widths { bucket_ms: 1000, part_ms: 1000 }));
         // A new database counts in minutes.
         let mut fresh = rusqlite::Connection::open(dir.path().join("fresh.db")).unwrap();
         schema::migrate(&mut fresh, &schema::MAIN).unwrap();
         let mut claims = Claims::default();
         assert_eq!(commit(&mut fresh, &mut claims, &[(12_345_678, 42)]), [true]);
-        assert_eq!(claims.bucket_ms, Some(60_000));
+        assert_eq!(claims.widths, Some(Widths { bucket_ms: 60_000, part_ms: 1000 }));
         // A width that does not divide a day is refused, not used.
         fresh.execute("UPDATE meta SET value = 7000 WHERE key = 'claim_bucket_ms'", []).unwrap();
         let tx = fresh.transaction().unwrap();
