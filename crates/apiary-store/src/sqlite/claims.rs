@@ -385,11 +385,17 @@ mod tests {
         fresh
     }
 
+    /// A new `apiary.db` in `dir`, at the latest schema.
+    fn migrated(dir: &std::path::Path) -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open(dir.join("apiary.db")).unwrap();
+        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        conn
+    }
+
     #[test]
     fn keys_are_recognised_after_their_bucket_left_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
-        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        let mut conn = migrated(dir.path());
         let mut claims = Claims::holding_at_most(20);
         // 100 keys over 10 buckets of a minute, in two commits: memory keeps
         // only some.
@@ -419,8 +425,7 @@ mod tests {
     #[test]
     fn idle_parts_leave_memory_and_their_keys_still_count() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
-        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        let mut conn = migrated(dir.path());
         let mut claims = Claims::holding_at_most(BULK_MAX_KEYS);
         let early: Vec<Key> = (0..50).map(|i| (i * 1_000, i)).collect();
         assert!(commit(&mut conn, &mut claims, &early).iter().all(|f| *f));
@@ -439,8 +444,7 @@ mod tests {
     #[test]
     fn a_minute_denser_than_memory_is_held_by_the_second() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = rusqlite::Connection::open(dir.path().join("apiary.db")).unwrap();
-        schema::migrate(&mut conn, &schema::MAIN).unwrap();
+        let mut conn = migrated(dir.path());
         let mut claims = Claims::holding_at_most(1000);
         // 3,000 keys in 30 s of one minute, 100 a second, in time order,
         // five commits of 600: more than memory holds.
