@@ -14,7 +14,9 @@
 //! the most keys held, those used least recently. Sensors deliver in time
 //! order, so the parts in use are few and stay loaded. Loading a bucket
 //! fills every part of it not in memory (a part in memory already holds
-//! all of its keys).
+//! all of its keys); a part that left memory empty comes back empty, with
+//! nothing read (most of a new minute's seconds leave before their time
+//! comes).
 //!
 //! Buckets were a second once. That cost a chunk row per event of a commit
 //! for events out of time order (a file of a day's events shuffled: 86,400
@@ -60,8 +62,10 @@ pub(crate) const BULK_MAX_KEYS: usize = 12_000_000;
 /// again if needed): in time order, the parts behind go.
 const IDLE_TRANSACTIONS: u64 = 16;
 /// Milliseconds of event time per part, where the bucket width is a
-/// multiple of it.
+/// multiple of it, of at most [`MAX_PARTS`] parts.
 const PART_MS: i64 = 1000;
+/// Most parts per bucket: one bit each in [`BucketState::dropped_with_keys`].
+const MAX_PARTS: i64 = 64;
 /// Bytes per key in a chunk: timestamp and hash, little-endian.
 const KEY_BYTES: usize = 16;
 
@@ -87,7 +91,8 @@ struct Widths {
 
 impl Widths {
     fn of_bucket(bucket_ms: i64) -> Widths {
-        let part_ms = if bucket_ms % PART_MS == 0 { PART_MS } else { bucket_ms };
+        let parts = bucket_ms / PART_MS;
+        let part_ms = if bucket_ms % PART_MS == 0 && parts <= MAX_PARTS { PART_MS } else { bucket_ms };
         Widths { bucket_ms, part_ms }
     }
 
@@ -98,6 +103,21 @@ impl Widths {
     fn bucket_of_part(self, part: i64) -> i64 {
         part.div_euclid(self.parts_per_bucket())
     }
+
+    /// The part's bit in its bucket's [`BucketState::dropped_with_keys`].
+    fn bit_of_part(self, part: i64) -> u64 {
+        1 << part.rem_euclid(self.parts_per_bucket())
+    }
+}
+
+/// What memory knows of a bucket with parts in memory.
+struct BucketState {
+    /// Sequence number of the bucket's next chunk.
+    next_seq: i64,
+    /// Its parts that left memory holding keys: only those need the
+    /// bucket's chunks read again. A part that left empty had no key
+    /// stored (another process's commit makes memory forget everything).
+    dropped_with_keys: u64,
 }
 
 /// The keys stored so far, as far as loaded, and those claimed by the
@@ -109,9 +129,10 @@ pub(crate) struct Claims {
     widths: Option<Widths>,
     /// By account and part number.
     parts: FxHashMap<(AccountId, i64), Part>,
-    /// The sequence number of the next chunk of each bucket with a part in
-    /// memory, by account and bucket number.
-    next_seq: FxHashMap<(AccountId, i64), i64>,
+    /// Each bucket with a part in memory, by account and bucket number.
+    buckets: FxHashMap<(AccountId, i64), BucketState>,
+    /// Buckets read from the database so far.
+    loads: u64,
     /// Keys in all loaded parts.
     keys: usize,
     /// Counts transactions, for least-recently-used eviction.
@@ -146,7 +167,8 @@ impl Claims {
             max_keys,
             widths: None,
             parts: FxHashMap::default(),
-            next_seq: FxHashMap::default(),
+            buckets: FxHashMap::default(),
+            loads: 0,
             keys: 0,
             clock: 0,
             data_version: None,
@@ -180,7 +202,13 @@ impl Claims {
         let widths = self.widths()?;
         let slot = (owner, key.0.div_euclid(widths.part_ms));
         if !self.parts.contains_key(&slot) {
-            self.load(tx, owner, widths.bucket_of_part(slot.1))?;
+            let bucket = widths.bucket_of_part(slot.1);
+            match self.buckets.get(&(owner, bucket)) {
+                Some(state) if state.dropped_with_keys & widths.bit_of_part(slot.1) == 0 => {
+                    self.parts.insert(slot, Part::default());
+                }
+                _ => self.load(tx, owner, bucket)?,
+            }
         }
         let clock = self.clock;
         let part = self
@@ -227,11 +255,11 @@ impl Claims {
             if bytes.is_empty() {
                 continue;
             }
-            let seq = self.next_seq.get_mut(&bucket).ok_or_else(|| {
+            let state = self.buckets.get_mut(&bucket).ok_or_else(|| {
                 StoreError::Invalid(format!("idempotency key bucket {} has no chunk sequence", bucket.1))
             })?;
-            insert.execute(params![bucket.0, bucket.1, *seq, bytes])?;
-            *seq += 1;
+            insert.execute(params![bucket.0, bucket.1, state.next_seq, bytes])?;
+            state.next_seq += 1;
         }
         Ok(())
     }
@@ -239,47 +267,57 @@ impl Claims {
     /// After a commit: drops, every [`IDLE_TRANSACTIONS`], the parts idle
     /// as long, and keeps memory within the most keys held.
     pub fn committed(&mut self) {
-        let mut dropped = false;
+        let Some(widths) = self.widths else { return };
+        let mut dropped = Vec::new();
         if self.clock.is_multiple_of(IDLE_TRANSACTIONS) {
-            let (keys, clock) = (&mut self.keys, self.clock);
-            self.parts.retain(|_, p| {
+            let clock = self.clock;
+            self.parts.retain(|slot, p| {
                 let keep = clock - p.last_used < IDLE_TRANSACTIONS;
                 if !keep {
-                    *keys -= p.keys.len();
+                    dropped.push((*slot, p.keys.len()));
                 }
                 keep
             });
-            dropped = true;
         }
-        if self.keys > self.max_keys {
+        let held: usize = self.keys - dropped.iter().map(|(_, n)| n).sum::<usize>();
+        if held > self.max_keys {
             // Least recently used first; of those, the earliest in time.
-            let mut by_age: Vec<(u64, (AccountId, i64), usize)> =
-                self.parts.iter().map(|(slot, p)| (p.last_used, *slot, p.keys.len())).collect();
+            let mut by_age: Vec<(u64, (AccountId, i64))> =
+                self.parts.iter().map(|(slot, p)| (p.last_used, *slot)).collect();
             by_age.sort_unstable();
-            for (_, slot, len) in by_age {
-                if self.keys <= self.max_keys / 4 * 3 {
+            let mut held = held;
+            for (_, slot) in by_age {
+                if held <= self.max_keys / 4 * 3 {
                     break;
                 }
-                self.parts.remove(&slot);
-                self.keys -= len;
-            }
-            dropped = true;
-        }
-        if dropped {
-            // A bucket's sequence is kept while any part of it is in memory.
-            if let Some(widths) = self.widths {
-                let live: FxHashSet<(AccountId, i64)> =
-                    self.parts.keys().map(|&(owner, part)| (owner, widths.bucket_of_part(part))).collect();
-                self.next_seq.retain(|bucket, _| live.contains(bucket));
+                if let Some(part) = self.parts.remove(&slot) {
+                    held -= part.keys.len();
+                    dropped.push((slot, part.keys.len()));
+                }
             }
         }
+        if dropped.is_empty() {
+            return;
+        }
+        for ((owner, part), keys) in dropped {
+            self.keys -= keys;
+            if let Some(state) = self.buckets.get_mut(&(owner, widths.bucket_of_part(part))) {
+                if keys > 0 {
+                    state.dropped_with_keys |= widths.bit_of_part(part);
+                }
+            }
+        }
+        // A bucket is known while any part of it is in memory.
+        let live: FxHashSet<(AccountId, i64)> =
+            self.parts.keys().map(|&(owner, part)| (owner, widths.bucket_of_part(part))).collect();
+        self.buckets.retain(|bucket, _| live.contains(bucket));
     }
 
     /// Drops everything loaded: after a rollback (memory may hold keys that
     /// were never stored) or another process's commit.
     pub fn forget(&mut self) {
         self.parts = FxHashMap::default();
-        self.next_seq = FxHashMap::default();
+        self.buckets = FxHashMap::default();
         self.legacy_until.clear();
         self.staged.clear();
         self.keys = 0;
@@ -334,7 +372,8 @@ impl Claims {
                 }
             }
         }
-        self.next_seq.insert((owner, bucket), next_seq);
+        self.buckets.insert((owner, bucket), BucketState { next_seq, dropped_with_keys: 0 });
+        self.loads += 1;
         for (part, keys) in filled {
             self.keys += keys.len();
             self.parts.insert((owner, part), Part { keys, staged: Vec::new(), last_used: self.clock });
@@ -458,6 +497,9 @@ mod tests {
             assert!(claims.parts.contains_key(&(1, latest)), "commit {n} dropped the second in use");
             let rows: i64 = conn.query_row("SELECT count(*) FROM event_key_chunks", [], |r| r.get(0)).unwrap();
             assert_eq!(rows, n as i64 + 1, "one chunk row per commit and minute");
+            // The minute was read once: its later seconds left memory
+            // empty, and come back without reading it again.
+            assert_eq!(claims.loads, 1);
         }
         // Every key is still recognised, loaded again where dropped; a
         // second reload does not count a part's keys twice.
