@@ -233,34 +233,32 @@ impl Claims {
         let mut insert =
             tx.prepare_cached("INSERT INTO event_key_chunks (owner, bucket, seq, keys) VALUES (?1, ?2, ?3, ?4)")?;
         // Parts in order, so a bucket's parts are neighbours: one row each.
-        self.staged.sort_unstable();
+        let mut staged = std::mem::take(&mut self.staged);
+        staged.sort_unstable();
+        let bucket_of = |&(owner, part): &(AccountId, i64)| (owner, widths.bucket_of_part(part));
         let mut bytes = Vec::new();
-        let mut rows = Vec::new();
-        let mut current: Option<(AccountId, i64)> = None;
-        for slot in self.staged.drain(..) {
-            let bucket = (slot.0, widths.bucket_of_part(slot.1));
-            if current.is_some_and(|c| c != bucket) {
-                rows.push((current, std::mem::take(&mut bytes)));
+        for parts in staged.chunk_by(|a, b| bucket_of(a) == bucket_of(b)) {
+            bytes.clear();
+            for slot in parts {
+                let Some(part) = self.parts.get_mut(slot) else { continue };
+                for (ts_ms, hash) in part.staged.drain(..) {
+                    bytes.extend_from_slice(&ts_ms.to_le_bytes());
+                    bytes.extend_from_slice(&hash.to_le_bytes());
+                }
             }
-            current = Some(bucket);
-            let Some(part) = self.parts.get_mut(&slot) else { continue };
-            for (ts_ms, hash) in part.staged.drain(..) {
-                bytes.extend_from_slice(&ts_ms.to_le_bytes());
-                bytes.extend_from_slice(&hash.to_le_bytes());
-            }
-        }
-        rows.push((current, bytes));
-        for (bucket, bytes) in rows {
-            let Some(bucket) = bucket else { continue };
             if bytes.is_empty() {
                 continue;
             }
+            let bucket = bucket_of(&parts[0]);
             let state = self.buckets.get_mut(&bucket).ok_or_else(|| {
                 StoreError::Invalid(format!("idempotency key bucket {} has no chunk sequence", bucket.1))
             })?;
             insert.execute(params![bucket.0, bucket.1, state.next_seq, bytes])?;
             state.next_seq += 1;
         }
+        // The vector's room is kept for the next transaction.
+        staged.clear();
+        self.staged = staged;
         Ok(())
     }
 
